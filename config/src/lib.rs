@@ -1,0 +1,189 @@
+//! gogate-config: the YAML schema, defaults, validation and error reporting of gogate.
+//! It knows nothing of actix: the actors crate turns a validated [`Config`] into snapshots.
+//!
+//! Loading is parse (serde, unknown keys rejected) → normalise (fold dialects, name routes)
+//! → validate (every value) → locate (line/column for each error).
+
+pub mod addr;
+pub mod duration;
+pub mod error;
+mod locate;
+pub mod model;
+mod sections;
+pub mod validate;
+
+pub use addr::{check_backend_addr, parse_listen_addr, Cidr};
+pub use duration::{parse_duration, Dur};
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+
+use std::path::Path;
+
+/// The configuration `gogate` runs with when no file is given.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
+
+/// The name of the upstream made of `server.backends`.
+pub const DEFAULT_UPSTREAM: &str = "default";
+
+/// Hints for keys of the original gateway that have no meaning here.
+const RENAMED_KEYS: &[(&str, &str)] = &[
+    ("window", "the circuit breaker counts consecutive failures (failureThreshold); remove circuitBreaker.window"),
+    ("http_transport", "upstream connection reuse is server.tcpPool and upstream timeouts are server.timeouts"),
+];
+
+/// Reads, parses and validates the file at `path`.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let mut err = ConfigError::new("", format!("cannot read the configuration file: {e}"));
+        err.file = Some(path.to_path_buf());
+        ConfigErrors::single(err)
+    })?;
+    load_str(&text, Some(path))
+}
+
+/// The embedded default configuration (always valid; a unit test keeps it so).
+pub fn default_config() -> Config {
+    load_str(DEFAULT_CONFIG_YAML, None).expect("the embedded default configuration is valid")
+}
+
+/// Parses and validates YAML text; `file` is only used in error messages.
+pub fn load_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let with_file = |mut e: ConfigError| {
+        e.file = file.map(Path::to_path_buf);
+        e
+    };
+    let blank = text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---"
+    });
+    let mut cfg: Config = if blank {
+        Config::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ConfigErrors::single(with_file(from_serde(&e))))?
+    };
+    normalize(&mut cfg);
+    let errors = validate::validate(&cfg);
+    if errors.is_empty() {
+        return Ok(cfg);
+    }
+    Err(ConfigErrors(
+        errors
+            .into_iter()
+            .map(|mut e| {
+                if let Some((line, col)) = locate::locate(text, &e.path) {
+                    e.line = Some(line);
+                    e.column = Some(col);
+                }
+                with_file(e)
+            })
+            .collect(),
+    ))
+}
+
+/// Turns serde_yaml's error ("server.health: unknown field `x`, expected ... at line 3 column 5")
+/// into a located [`ConfigError`] with the path split out.
+fn from_serde(e: &serde_yaml::Error) -> ConfigError {
+    let mut msg = e.to_string();
+    if let Some(i) = msg.find(" at line ") {
+        msg.truncate(i);
+    }
+    let (path, mut message) = match msg.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') => (p.to_string(), m.to_string()),
+        _ => (String::new(), msg),
+    };
+    for (key, hint) in RENAMED_KEYS {
+        if message.starts_with(&format!("unknown field `{key}`")) {
+            message = format!("unknown field `{key}`: {hint}");
+        }
+    }
+    let mut err = ConfigError::new(path, message);
+    if let Some(loc) = e.location() {
+        err.line = Some(loc.line());
+        err.column = Some(loc.column());
+    }
+    err
+}
+
+/// Folds dialects into one form: the original's `server.logging`, unnamed routes, method and
+/// host case.
+fn normalize(cfg: &mut Config) {
+    if let Some(logging) = cfg.server.logging.take() {
+        cfg.logging = logging;
+    }
+    for (i, r) in cfg.routes.iter_mut().enumerate() {
+        if r.name.is_empty() {
+            r.name = format!("route-{}", i + 1);
+        }
+        for m in &mut r.matcher.methods {
+            *m = m.to_ascii_uppercase();
+        }
+        r.matcher.host = r.matcher.host.to_ascii_lowercase();
+    }
+}
+
+/// The effective settings of one upstream: its own keys over `server.*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub backends: Vec<BackendConfig>,
+    pub load_balancer: LbAlgorithm,
+    pub health: HealthConfig,
+    pub circuit_breaker: CircuitBreakerConfig,
+    pub retry: RetryConfig,
+    pub timeouts: TimeoutsConfig,
+    pub tcp_pool: TcpPoolConfig,
+}
+
+impl Config {
+    /// Effective settings of upstream `name` (`default` = `server.backends`). An unknown name
+    /// yields the server settings with no backends.
+    pub fn upstream_settings(&self, name: &str) -> UpstreamSettings {
+        let s = &self.server;
+        let base = UpstreamSettings {
+            name: name.to_string(),
+            backends: s.backends.clone(),
+            load_balancer: s.load_balancer,
+            health: s.health.clone(),
+            circuit_breaker: s.circuit_breaker.clone(),
+            retry: s.retry.clone(),
+            timeouts: s.timeouts.clone(),
+            tcp_pool: s.tcp_pool.clone(),
+        };
+        if name == DEFAULT_UPSTREAM {
+            return base;
+        }
+        let Some(up) = self.upstreams.get(name) else {
+            return UpstreamSettings { backends: Vec::new(), ..base };
+        };
+        UpstreamSettings {
+            name: name.to_string(),
+            backends: up.backends.clone(),
+            load_balancer: up.load_balancer.unwrap_or(s.load_balancer),
+            health: up.health.as_ref().map_or(base.health.clone(), |o| s.health.merged(o)),
+            circuit_breaker: up
+                .circuit_breaker
+                .as_ref()
+                .map_or(base.circuit_breaker.clone(), |o| s.circuit_breaker.merged(o)),
+            retry: up.retry.as_ref().map_or(base.retry.clone(), |o| s.retry.merged(o)),
+            timeouts: up.timeouts.as_ref().map_or(base.timeouts.clone(), |o| s.timeouts.merged(o)),
+            tcp_pool: up.tcp_pool.as_ref().map_or(base.tcp_pool.clone(), |o| s.tcp_pool.merged(o)),
+        }
+    }
+
+    /// Names of every upstream, `default` first.
+    pub fn upstream_names(&self) -> Vec<String> {
+        std::iter::once(DEFAULT_UPSTREAM.to_string()).chain(self.upstreams.keys().cloned()).collect()
+    }
+
+    /// The config as JSON with secrets replaced by `"<redacted>"` (for `GET /config`).
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let mut copy = self.clone();
+        if !copy.server.admin.token.is_empty() {
+            copy.server.admin.token = "<redacted>".into();
+        }
+        serde_json::to_value(&copy).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests;

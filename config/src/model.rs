@@ -1,0 +1,489 @@
+//! The YAML schema: one struct per block, named after the key it parses (`HealthConfig` for
+//! `health:`), camelCase keys with the snake_case aliases of the original binary. Every struct
+//! denies unknown keys so a typo is an error, never a silently disabled feature. Defaults are
+//! those of DESIGN B3/B10. Values are checked in `validate.rs`, not here.
+
+use crate::duration::Dur;
+pub use crate::sections::*;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// Named pools beside the `default` one (`server.backends`).
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub logging: LoggingConfig,
+    /// JWT validation (a later issue); present = "not supported yet" error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<serde_yaml::Value>,
+    /// CORS policy (a later issue); present = "not supported yet" error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<serde_yaml::Value>,
+}
+
+/// `server:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServerConfig {
+    /// L4 listener; empty disables it.
+    #[serde(alias = "listen", alias = "listen_addr")]
+    pub listen_addr: String,
+    /// L7 listener; empty disables it.
+    #[serde(alias = "http_listen", alias = "http_listen_addr")]
+    pub http_listen_addr: String,
+    /// The `default` upstream.
+    pub backends: Vec<BackendConfig>,
+    #[serde(alias = "load_balancer")]
+    pub load_balancer: LbAlgorithm,
+    pub health: HealthConfig,
+    #[serde(alias = "rate_limit")]
+    pub rate_limit: RateLimitConfig,
+    #[serde(alias = "circuit_breaker")]
+    pub circuit_breaker: CircuitBreakerConfig,
+    pub retry: RetryConfig,
+    pub timeouts: TimeoutsConfig,
+    #[serde(alias = "tcp_pool")]
+    pub tcp_pool: TcpPoolConfig,
+    pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub metrics: MetricsConfig,
+    pub registry: RegistryConfig,
+    #[serde(alias = "trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
+    pub limits: LimitsConfig,
+    pub shutdown: ShutdownConfig,
+    /// The original binary's `server.logging`; folded into the top-level `logging` at load.
+    #[serde(skip_serializing)]
+    pub logging: Option<LoggingConfig>,
+    /// The original binary's `server.http_transport`; replaced by `tcpPool`/`timeouts` (error).
+    #[serde(skip_serializing, alias = "httpTransport")]
+    pub http_transport: Option<serde_yaml::Value>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: ":8080".into(),
+            http_listen_addr: ":8081".into(),
+            backends: Vec::new(),
+            load_balancer: LbAlgorithm::RoundRobin,
+            health: HealthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            retry: RetryConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            tcp_pool: TcpPoolConfig::default(),
+            tls: TlsConfig::default(),
+            admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
+            registry: RegistryConfig::default(),
+            trusted_proxies: Vec::new(),
+            limits: LimitsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            logging: None,
+            http_transport: None,
+        }
+    }
+}
+
+/// One backend: `host:port` and a weight (0 = never picked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendConfig {
+    #[serde(alias = "address")]
+    pub addr: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Load-balancing algorithm. Accepts `round_robin`, `round-robin`, `roundrobin` and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LbAlgorithm {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastConnections,
+}
+
+impl LbAlgorithm {
+    pub const ALLOWED: &'static str = "round_robin, weighted_round_robin, least_connections";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbAlgorithm::RoundRobin => "round_robin",
+            LbAlgorithm::WeightedRoundRobin => "weighted_round_robin",
+            LbAlgorithm::LeastConnections => "least_connections",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let norm: String = text
+            .trim()
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .collect();
+        match norm.as_str() {
+            "roundrobin" | "rr" => Some(LbAlgorithm::RoundRobin),
+            "weightedroundrobin" | "wrr" => Some(LbAlgorithm::WeightedRoundRobin),
+            "leastconnections" | "leastconn" | "leastconns" => Some(LbAlgorithm::LeastConnections),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for LbAlgorithm {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LbAlgorithm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        LbAlgorithm::parse(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown load balancer {text:?}; allowed: {}",
+                LbAlgorithm::ALLOWED
+            ))
+        })
+    }
+}
+
+/// What a rate-limit bucket is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeyBy {
+    #[default]
+    Global,
+    Ip,
+    Header(String),
+}
+
+impl fmt::Display for KeyBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyBy::Global => f.write_str("global"),
+            KeyBy::Ip => f.write_str("ip"),
+            KeyBy::Header(h) => write!(f, "header:{h}"),
+        }
+    }
+}
+
+impl Serialize for KeyBy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyBy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let lower = text.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "global" => Ok(KeyBy::Global),
+            "ip" => Ok(KeyBy::Ip),
+            _ => match lower.strip_prefix("header:") {
+                Some(name) if crate::validate::is_token(name) => Ok(KeyBy::Header(name.into())),
+                _ => Err(de::Error::custom(format!(
+                    "invalid keyBy {text:?}; allowed: global, ip, header:NAME"
+                ))),
+            },
+        }
+    }
+}
+
+/// `rateLimit:` token bucket (resilience issue; rejected while enabled until then).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub rate: f64,
+    pub burst: u32,
+    #[serde(alias = "key_by")]
+    pub key_by: KeyBy,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { enabled: false, rate: 1000.0, burst: 100, key_by: KeyBy::Global }
+    }
+}
+
+/// `tls:` TLS termination (a later issue; rejected while enabled until then).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    #[serde(alias = "listen", alias = "listen_addr")]
+    pub listen_addr: String,
+    #[serde(alias = "cert_file")]
+    pub cert_file: String,
+    #[serde(alias = "key_file")]
+    pub key_file: String,
+    pub certificates: Vec<serde_yaml::Value>,
+    #[serde(alias = "min_version")]
+    pub min_version: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen_addr: ":8443".into(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            certificates: Vec::new(),
+            min_version: "1.2".into(),
+        }
+    }
+}
+
+/// `admin:` the admin API listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    #[serde(alias = "listen", alias = "listen_addr")]
+    pub listen_addr: String,
+    /// Bearer token for the admin API; `GOGATE_ADMIN_TOKEN` is used when empty.
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen_addr: "127.0.0.1:9090".into(), token: String::new() }
+    }
+}
+
+/// `metrics:` the Prometheus listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    #[serde(alias = "listen", alias = "listen_addr")]
+    pub listen_addr: String,
+    pub path: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen_addr: ":9091".into(), path: "/metrics".into() }
+    }
+}
+
+/// `registry:` the TTL service registry (operations issue; rejected while enabled until then).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RegistryConfig {
+    pub enabled: bool,
+    #[serde(alias = "default_ttl")]
+    pub default_ttl: Dur,
+    #[serde(alias = "cleanup_interval")]
+    pub cleanup_interval: Dur,
+    #[serde(alias = "max_services")]
+    pub max_services: u32,
+    /// The original binary's separate registry listener; the registry now lives on the admin API.
+    #[serde(skip_serializing)]
+    pub listen: Option<serde_yaml::Value>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default_ttl: Dur::secs(30),
+            cleanup_interval: Dur::secs(5),
+            max_services: 1000,
+            listen: None,
+        }
+    }
+}
+
+/// `limits:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LimitsConfig {
+    #[serde(alias = "max_connections")]
+    pub max_connections: u32,
+    #[serde(alias = "max_header_bytes")]
+    pub max_header_bytes: u32,
+    /// 0 = unlimited.
+    #[serde(alias = "max_body_bytes")]
+    pub max_body_bytes: u64,
+    #[serde(alias = "header_timeout")]
+    pub header_timeout: Dur,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_header_bytes: 16_384,
+            max_body_bytes: 10_485_760,
+            header_timeout: Dur::secs(10),
+        }
+    }
+}
+
+/// `shutdown:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ShutdownConfig {
+    #[serde(alias = "drain_timeout")]
+    pub drain_timeout: Dur,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_timeout: Dur::secs(30) }
+    }
+}
+
+/// A named upstream under `upstreams:`; unset blocks inherit `server.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct UpstreamConfig {
+    pub backends: Vec<BackendConfig>,
+    #[serde(alias = "load_balancer", skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LbAlgorithm>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthOverride>,
+    #[serde(alias = "circuit_breaker", skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsOverride>,
+    #[serde(alias = "tcp_pool", skip_serializing_if = "Option::is_none")]
+    pub tcp_pool: Option<TcpPoolOverride>,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RouteConfig {
+    /// Metric label and log field; `route-N` (1-based file position) when empty.
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: MatchConfig,
+    /// Weighted traffic split; empty = the `default` upstream.
+    pub upstreams: Vec<RouteUpstream>,
+    pub sticky: String,
+    #[serde(alias = "strip_prefix")]
+    pub strip_prefix: bool,
+    #[serde(alias = "preserve_host")]
+    pub preserve_host: bool,
+    #[serde(alias = "request_headers")]
+    pub request_headers: HeaderRules,
+    #[serde(alias = "response_headers")]
+    pub response_headers: HeaderRules,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    #[serde(alias = "rate_limit", skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsOverride>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<bool>,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            matcher: MatchConfig::default(),
+            upstreams: Vec::new(),
+            sticky: String::new(),
+            strip_prefix: false,
+            preserve_host: true,
+            request_headers: HeaderRules::default(),
+            response_headers: HeaderRules::default(),
+            auth: None,
+            rate_limit: None,
+            timeouts: None,
+            cors: None,
+        }
+    }
+}
+
+/// `match:` of a route. All set conditions must hold.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct MatchConfig {
+    pub host: String,
+    #[serde(alias = "path_prefix", alias = "prefix")]
+    pub path_prefix: String,
+    pub path: String,
+    pub methods: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One target of a route's traffic split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteUpstream {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+/// `requestHeaders:` / `responseHeaders:` rewrite rules, applied remove → set → add.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct HeaderRules {
+    pub set: BTreeMap<String, String>,
+    pub add: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderRules {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    #[serde(alias = "warning")]
+    Warn,
+    Error,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+/// `logging:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LoggingConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    #[serde(alias = "access_log")]
+    pub access_log: bool,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: LogLevel::Info, format: LogFormat::Json, access_log: true }
+    }
+}

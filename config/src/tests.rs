@@ -1,0 +1,181 @@
+//! Unit tests of loading: defaults, dialects, and that every kind of bad value is an error that
+//! names the key path and, where the YAML shows it, the line.
+
+use super::*;
+use std::time::Duration;
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    load_str(text, Some(Path::new("test.yaml")))
+}
+
+fn err_text(text: &str) -> String {
+    load(text).expect_err("config should be rejected").to_string()
+}
+
+const BASE: &str = "server:\n  backends:\n    - addr: \"127.0.0.1:9001\"\n";
+
+#[test]
+fn embedded_default_matches_the_contract() {
+    let c = default_config();
+    assert_eq!(c.server.listen_addr, ":8080");
+    assert_eq!(c.server.http_listen_addr, ":8081");
+    assert_eq!(c.server.admin.listen_addr, "127.0.0.1:9090");
+    assert_eq!(c.server.metrics.listen_addr, ":9091");
+    assert_eq!(c.server.backends.len(), 2);
+    assert_eq!(c.server.load_balancer, LbAlgorithm::RoundRobin);
+    assert!(c.server.health.enabled);
+    assert!(!c.server.rate_limit.enabled && !c.server.circuit_breaker.enabled);
+}
+
+#[test]
+fn b10_defaults_apply() {
+    let c = load(BASE).unwrap();
+    assert_eq!(c.server.retry.attempts, 1);
+    assert_eq!(c.server.health.check_type, CheckType::Tcp);
+    assert_eq!(c.server.timeouts.connect.get(), Duration::from_secs(5));
+    assert_eq!(c.server.limits.max_body_bytes, 10_485_760);
+    assert!(c.logging.access_log);
+}
+
+#[test]
+fn snake_case_dialect_loads() {
+    let c = load(
+        "server:\n  listen: \":7000\"\n  http_listen: \":7001\"\n  load_balancer: least-connections\n  backends: [{addr: \"10.0.0.1:80\"}]\n  health: {unhealthy_threshold: 4, check_type: http, http_path: /hz}\n  tcp_pool: {max_idle: 3}\n  logging: {level: debug, format: text}\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.listen_addr, ":7000");
+    assert_eq!(c.server.http_listen_addr, ":7001");
+    assert_eq!(c.server.load_balancer, LbAlgorithm::LeastConnections);
+    assert_eq!(c.server.health.unhealthy_threshold, 4);
+    assert_eq!(c.server.health.check_type, CheckType::Http);
+    assert_eq!(c.server.tcp_pool.max_idle, 3);
+    assert_eq!(c.logging.level, LogLevel::Debug);
+    assert_eq!(c.logging.format, LogFormat::Text);
+}
+
+#[test]
+fn unknown_key_names_path_and_line() {
+    let e = err_text("server:\n  backends: [{addr: \"a:1\"}]\n  health:\n    intervall: 5s\n");
+    assert!(e.contains("test.yaml:4:5"), "{e}");
+    assert!(e.contains("server.health"), "{e}");
+    assert!(e.contains("unknown field `intervall`"), "{e}");
+}
+
+#[test]
+fn unknown_load_balancer_lists_allowed() {
+    let e = err_text("server:\n  backends: [{addr: \"a:1\"}]\n  loadBalancer: random\n");
+    assert!(e.contains("unknown load balancer \"random\""), "{e}");
+    assert!(e.contains("least_connections"), "{e}");
+}
+
+#[test]
+fn bad_values_are_located() {
+    let e = err_text("server:\n  backends:\n    - addr: \"127.0.0.1:9001\"\n    - addr: \"nope\"\n");
+    assert!(e.contains("test.yaml:4:7: server.backends[1].addr"), "{e}");
+    let e = err_text("server:\n  backends: [{addr: \"a:1\"}]\n  health:\n    interval: 0s\n");
+    assert!(e.contains("greater than zero"), "{e}");
+    let e = err_text("server:\n  backends: [{addr: \"a:1\"}]\n  health:\n    healthyThreshold: 0\n");
+    assert!(e.contains("server.health.healthyThreshold: 0 is out of range"), "{e}");
+    let e = err_text("server:\n  backends: [{addr: \"a:1\", weight: -1}]\n");
+    assert!(e.contains("weight"), "{e}");
+}
+
+#[test]
+fn every_error_is_reported() {
+    let e = load("server:\n  listenAddr: \"nope\"\n  backends: [{addr: \"x\"}]\n  limits: {maxConnections: 0}\n")
+        .unwrap_err();
+    assert_eq!(e.0.len(), 3, "{e}");
+}
+
+#[test]
+fn listener_conflicts_are_errors_but_admin_may_share_with_metrics() {
+    let e = err_text(&format!("{BASE}  listenAddr: \":7000\"\n  httpListenAddr: \"127.0.0.1:7000\"\n"));
+    assert!(e.contains("conflicts"), "{e}");
+    let ok = format!("{BASE}  admin: {{listenAddr: \"127.0.0.1:7100\"}}\n  metrics: {{listenAddr: \"127.0.0.1:7100\"}}\n");
+    assert!(load(&ok).is_ok());
+    let e = err_text(&format!("{BASE}  admin: {{listenAddr: \"127.0.0.1:7100\"}}\n  metrics: {{listenAddr: \"127.0.0.1:7100\", path: /health}}\n"));
+    assert!(e.contains("admin API path"), "{e}");
+}
+
+#[test]
+fn routes_reference_known_upstreams() {
+    let e = err_text(&format!("{BASE}routes:\n  - name: a\n    upstreams: [{{name: nope}}]\n"));
+    assert!(e.contains("routes[0].upstreams[0].name: unknown upstream \"nope\""), "{e}");
+    let e = err_text(&format!("{BASE}routes:\n  - name: a\n    match: {{path: /x, pathPrefix: /y}}\n    upstreams: [{{name: default}}]\n"));
+    assert!(e.contains("not both"), "{e}");
+    let e = err_text(&format!("{BASE}routes:\n  - name: a\n    upstreams: [{{name: default}}]\n  - name: a\n    upstreams: [{{name: default}}]\n"));
+    assert!(e.contains("used twice"), "{e}");
+}
+
+#[test]
+fn unnamed_routes_get_positional_names_and_methods_are_uppercased() {
+    let c = load(&format!("{BASE}routes:\n  - match: {{methods: [get], host: API.Example.com}}\n    upstreams: [{{name: default}}]\n")).unwrap();
+    assert_eq!(c.routes[0].name, "route-1");
+    assert_eq!(c.routes[0].matcher.methods, vec!["GET"]);
+    assert_eq!(c.routes[0].matcher.host, "api.example.com");
+    assert!(c.routes[0].preserve_host);
+}
+
+#[test]
+fn later_features_are_refused_not_ignored() {
+    for (snippet, needle) in [
+        ("  rateLimit: {enabled: true}\n", "server.rateLimit.enabled"),
+        ("  circuitBreaker: {enabled: true}\n", "server.circuitBreaker.enabled"),
+        ("  tls: {enabled: true}\n", "server.tls.enabled"),
+        ("  registry: {enabled: true}\n", "server.registry.enabled"),
+    ] {
+        let e = err_text(&format!("{BASE}{snippet}"));
+        assert!(e.contains(needle) && e.contains("not supported yet"), "{e}");
+    }
+    let e = err_text(&format!("{BASE}jwt:\n  secret: x\n"));
+    assert!(e.contains("jwt: JWT authentication is not supported yet"), "{e}");
+    assert!(load(&format!("{BASE}  rateLimit: {{enabled: false, rate: 5}}\n")).is_ok());
+}
+
+#[test]
+fn original_keys_without_meaning_say_what_replaces_them() {
+    let e = err_text(&format!("{BASE}  http_transport: {{max_idle: 4}}\n"));
+    assert!(e.contains("server.tcpPool"), "{e}");
+    let e = err_text(&format!("{BASE}  circuit_breaker: {{window: 10s}}\n"));
+    assert!(e.contains("failureThreshold"), "{e}");
+}
+
+#[test]
+fn upstream_overrides_inherit_server_settings() {
+    let c = load(&format!("{BASE}  health: {{interval: 9s, checkType: http}}\n  retry: {{attempts: 3}}\nupstreams:\n  v2:\n    backends: [{{addr: \"127.0.0.1:9003\"}}]\n    loadBalancer: least_connections\n    health: {{timeout: 1s}}\n")).unwrap();
+    let s = c.upstream_settings("v2");
+    assert_eq!(s.load_balancer, LbAlgorithm::LeastConnections);
+    assert_eq!(s.health.interval, Dur::secs(9));
+    assert_eq!(s.health.timeout, Dur::secs(1));
+    assert_eq!(s.health.check_type, CheckType::Http);
+    assert_eq!(s.retry.attempts, 3);
+    assert_eq!(c.upstream_names(), vec!["default", "v2"]);
+}
+
+#[test]
+fn reserved_and_empty_upstreams_are_rejected() {
+    let e = err_text(&format!("{BASE}upstreams:\n  default:\n    backends: [{{addr: \"a:1\"}}]\n"));
+    assert!(e.contains("reserved"), "{e}");
+    let e = err_text(&format!("{BASE}upstreams:\n  empty: {{}}\n"));
+    assert!(e.contains("upstreams.empty.backends"), "{e}");
+}
+
+#[test]
+fn l4_without_backends_must_be_disabled_explicitly() {
+    let e = err_text("server:\n  backends: []\n");
+    assert!(e.contains("server.listenAddr"), "{e}");
+    assert!(load("server:\n  listenAddr: \"\"\n").is_ok());
+}
+
+#[test]
+fn redaction_hides_the_admin_token() {
+    let c = load(&format!("{BASE}  admin: {{token: s3cret}}\n")).unwrap();
+    let json = c.redacted_json().to_string();
+    assert!(!json.contains("s3cret") && json.contains("<redacted>"), "{json}");
+}
+
+#[test]
+fn syntax_errors_carry_a_location() {
+    let e = load("server:\n  backends: [\n").unwrap_err();
+    assert!(e.0[0].line.is_some(), "{e}");
+}
