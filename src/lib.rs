@@ -1,1 +1,9 @@
-pub fn x(){}
+//! gogate: an L4/L7 proxy and API gateway on actix actors. The binary's library half: CLI,
+//! wiring, the L7 data plane (`proxy`), the admin API and the demo backends. Integration tests
+//! start a real [`gateway::Gateway`] through this crate.
+
+pub mod admin;
+pub mod cli;
+pub mod demo;
+pub mod gateway;
+pub mod proxy;

@@ -1,1 +1,21 @@
-pub fn x(){}
+//! gogate-actors: the control plane of gogate (supervised actors that own state) and the
+//! snapshots they publish for the data plane. The L4 data path lives in `tcp::session`; the L7
+//! data path is in the binary crate. Pure logic (`balance`, `routing`) has no actix in it.
+
+pub mod backend;
+pub mod balance;
+pub mod build;
+pub mod config_actor;
+pub mod logging;
+pub mod metrics;
+pub mod routing;
+pub mod snapshot;
+pub mod stats;
+pub mod tcp;
+
+pub use backend::state::{ActiveGuard, BackendState, BreakerPosition, Source};
+pub use config_actor::ConfigActor;
+pub use metrics::{Metrics, MetricsActor};
+pub use snapshot::{GatewaySnapshot, RouteSnapshot, SnapshotCell, UpstreamSnapshot};
+pub use stats::Stats;
+pub use tcp::listener::ListenerActor;

@@ -1,0 +1,127 @@
+//! Builds a [`GatewaySnapshot`] from a validated config and the backend states the config actor
+//! owns. Everything the request path would otherwise compute per request (route order, balancer
+//! schedules, header names, metric label handles) is computed here, once per generation.
+
+use crate::backend::state::BackendState;
+use crate::balance::Balancer;
+use crate::metrics::{Metrics, OutcomeCounters, RouteMetrics};
+use crate::routing::{RouteRule, RouteTable};
+use crate::snapshot::*;
+use gogate_config::{Cidr, Config, MatchConfig, DEFAULT_UPSTREAM};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Backend id (`upstream/addr`) → its shared state.
+pub type BackendStates = HashMap<String, Arc<BackendState>>;
+
+/// Identity of a backend within the gateway.
+pub fn backend_id(upstream: &str, addr: &str) -> String {
+    format!("{upstream}/{addr}")
+}
+
+pub fn build_snapshot(
+    config: Arc<Config>,
+    generation: u64,
+    states: &BackendStates,
+    metrics: &Metrics,
+) -> GatewaySnapshot {
+    let mut upstreams = BTreeMap::new();
+    for name in config.upstream_names() {
+        let s = config.upstream_settings(&name);
+        let backends: Vec<Arc<BackendState>> = s
+            .backends
+            .iter()
+            .filter_map(|b| states.get(&backend_id(&name, &b.addr)).cloned())
+            .collect();
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let up = UpstreamSnapshot {
+            name: name.clone(),
+            balancer: Balancer::new(s.load_balancer, &weights),
+            backends,
+            timeouts: s.timeouts.clone(),
+            retry_attempts: s.retry.attempts,
+            pool: PoolSettings::new(&s.tcp_pool, &s.timeouts),
+        };
+        upstreams.insert(name, Arc::new(up));
+    }
+    let default_up = Arc::clone(&upstreams[DEFAULT_UPSTREAM]);
+
+    let target = |route: &str, name: &str, weight: u32, timeout: Option<std::time::Duration>| {
+        let up = Arc::clone(&upstreams[name]);
+        RouteTarget {
+            counters: up
+                .backends
+                .iter()
+                .map(|b| OutcomeCounters::new(metrics, "http", route, &b.addr))
+                .collect(),
+            request_timeout: timeout.unwrap_or(up.timeouts.request.get()),
+            upstream: up,
+            weight,
+        }
+    };
+
+    let routes = config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rule = RouteRule::new(&r.matcher, i);
+            let timeout = r.timeouts.as_ref().and_then(|t| t.request).map(|d| d.get());
+            let targets =
+                r.upstreams.iter().map(|u| target(&r.name, &u.name, u.weight, timeout)).collect();
+            let strip = r.strip_prefix.then(|| rule.prefix().unwrap_or("/").to_string());
+            let snap = RouteSnapshot::new(
+                r.name.clone(),
+                rule.clone(),
+                targets,
+                strip,
+                r.preserve_host,
+                CompiledHeaderRules::new(&r.request_headers),
+                CompiledHeaderRules::new(&r.response_headers),
+                RouteMetrics::new(metrics, "http", &r.name),
+            );
+            (rule, Arc::new(snap))
+        })
+        .collect();
+
+    let default_route = (!default_up.backends.is_empty()).then(|| {
+        Arc::new(RouteSnapshot::new(
+            DEFAULT_UPSTREAM.to_string(),
+            RouteRule::new(&MatchConfig::default(), usize::MAX),
+            vec![target(DEFAULT_UPSTREAM, DEFAULT_UPSTREAM, 1, None)],
+            None,
+            true,
+            CompiledHeaderRules::default(),
+            CompiledHeaderRules::default(),
+            RouteMetrics::new(metrics, "http", DEFAULT_UPSTREAM),
+        ))
+    });
+
+    let tcp = TcpSnapshot {
+        counters: default_up
+            .backends
+            .iter()
+            .map(|b| OutcomeCounters::new(metrics, "tcp", DEFAULT_UPSTREAM, &b.addr))
+            .collect(),
+        metrics: RouteMetrics::new(metrics, "tcp", DEFAULT_UPSTREAM),
+        upstream: default_up,
+    };
+
+    GatewaySnapshot {
+        generation,
+        trusted_proxies: config
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|c| Cidr::parse(c).ok())
+            .collect(),
+        limits: config.server.limits.clone(),
+        access_log: config.logging.access_log,
+        unmatched: RouteMetrics::new(metrics, "http", "none"),
+        routes: RouteTable::new(routes),
+        default_route,
+        tcp,
+        upstreams,
+        config,
+    }
+}

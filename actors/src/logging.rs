@@ -1,0 +1,96 @@
+//! Structured logs (DESIGN B8): slog with JSON or text to stdout behind an asynchronous drain,
+//! so a request never waits on stdout. The level sits in an atomic in front of the async drain
+//! (filtered records cost nothing and the level can change on reload); when the channel is full
+//! records are dropped rather than blocking the data plane.
+
+use gogate_config::{LogFormat, LogLevel, LoggingConfig};
+use slog::{Drain, Level, Logger, OwnedKVList, Record};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Shared, changeable minimum level.
+#[derive(Clone)]
+pub struct LogLevelHandle(Arc<AtomicUsize>);
+
+impl LogLevelHandle {
+    pub fn set(&self, level: LogLevel) {
+        self.0.store(to_slog(level).as_usize(), Ordering::Relaxed);
+    }
+}
+
+fn to_slog(level: LogLevel) -> Level {
+    match level {
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Info => Level::Info,
+        LogLevel::Warn => Level::Warning,
+        LogLevel::Error => Level::Error,
+    }
+}
+
+struct LevelFilter<D> {
+    drain: D,
+    level: Arc<AtomicUsize>,
+}
+
+impl<D: Drain> Drain for LevelFilter<D> {
+    type Ok = Option<D::Ok>;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<Self::Ok, Self::Err> {
+        if self.is_enabled(record.level()) {
+            self.drain.log(record, values).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    #[inline]
+    fn is_enabled(&self, level: Level) -> bool {
+        level.as_usize() <= self.level.load(Ordering::Relaxed)
+    }
+}
+
+/// A running logger: keep `guard` alive until exit so buffered lines are flushed.
+pub struct Logging {
+    pub logger: Logger,
+    pub level: LogLevelHandle,
+    pub guard: Option<slog_async::AsyncGuard>,
+}
+
+/// Builds the process logger from `logging:`.
+pub fn build_logger(cfg: &LoggingConfig) -> Logging {
+    let level = Arc::new(AtomicUsize::new(to_slog(cfg.level).as_usize()));
+    let (async_drain, guard) = match cfg.format {
+        LogFormat::Json => {
+            let json = slog_json::Json::new(std::io::stdout()).add_default_keys().build().fuse();
+            async_from(json)
+        }
+        LogFormat::Text => {
+            let decorator = slog_term::PlainDecorator::new(std::io::stdout());
+            let text = slog_term::FullFormat::new(decorator).build().fuse();
+            async_from(text)
+        }
+    };
+    let filtered = LevelFilter { drain: async_drain, level: Arc::clone(&level) }.fuse();
+    Logging {
+        logger: Logger::root(filtered, slog::o!()),
+        level: LogLevelHandle(level),
+        guard: Some(guard),
+    }
+}
+
+fn async_from<D>(drain: D) -> (slog_async::Async, slog_async::AsyncGuard)
+where
+    D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
+{
+    slog_async::Async::new(drain)
+        .chan_size(16_384)
+        .overflow_strategy(slog_async::OverflowStrategy::Drop)
+        .thread_name("gogate-log".into())
+        .build_with_guard()
+}
+
+/// A logger that discards everything (tests, `validate`).
+pub fn discard() -> Logger {
+    Logger::root(slog::Discard, slog::o!())
+}

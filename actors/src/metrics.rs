@@ -1,0 +1,277 @@
+//! The Prometheus registry (DESIGN B7) and the `MetricsActor` that owns it. Per-request metrics
+//! are atomics incremented directly by the data plane through label handles resolved when a
+//! snapshot is built; per-backend gauges and byte counters are derived from the published
+//! backend atomics when Prometheus scrapes, so the request path never touches a label map.
+
+use crate::snapshot::SnapshotCell;
+use actix::prelude::*;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+const DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Every gogate metric family, registered once at start.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub http_responses: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub connections_total: IntCounterVec,
+    pub connections_active: IntGaugeVec,
+    pub backend_healthy: IntGaugeVec,
+    pub backend_active: IntGaugeVec,
+    pub backend_bytes_sent: IntCounterVec,
+    pub backend_bytes_received: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
+    pub rate_limited: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub registry_services: IntGauge,
+    pub uptime: Gauge,
+    started: Instant,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone())).expect("gogate metric names are unique");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let r = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            reg(&r, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let m = Metrics {
+            requests_total: counter(
+                "gogate_requests_total",
+                "Proxied requests (http) and sessions (tcp) by outcome.",
+                &["listener", "route", "backend", "status"],
+            ),
+            http_responses: counter(
+                "gogate_http_responses_total",
+                "HTTP responses sent to clients by status code.",
+                &["route", "code"],
+            ),
+            request_duration: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "gogate_request_duration_seconds",
+                        "Time from request arrival to response headers (http) or session end (tcp).",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                    &["listener", "route"],
+                )
+                .expect("valid metric"),
+            ),
+            connections_total: counter(
+                "gogate_connections_total",
+                "Client connections accepted.",
+                &["listener"],
+            ),
+            connections_active: gauge(
+                "gogate_connections_active",
+                "Client connections open now.",
+                &["listener"],
+            ),
+            backend_healthy: gauge(
+                "gogate_backend_healthy",
+                "1 when the backend passes health checks.",
+                &["upstream", "backend"],
+            ),
+            backend_active: gauge(
+                "gogate_backend_connections_active",
+                "Requests and sessions in flight to the backend.",
+                &["upstream", "backend"],
+            ),
+            backend_bytes_sent: counter(
+                "gogate_backend_bytes_sent_total",
+                "Bytes sent to the backend.",
+                &["backend"],
+            ),
+            backend_bytes_received: counter(
+                "gogate_backend_bytes_received_total",
+                "Bytes received from the backend.",
+                &["backend"],
+            ),
+            breaker_state: gauge(
+                "gogate_circuit_breaker_state",
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+                &["upstream", "backend"],
+            ),
+            rate_limited: counter(
+                "gogate_rate_limit_rejected_total",
+                "Requests and connections rejected by a rate limit.",
+                &["listener", "route"],
+            ),
+            config_reloads: counter(
+                "gogate_config_reloads_total",
+                "Configuration reloads by result.",
+                &["result"],
+            ),
+            registry_services: reg(
+                &r,
+                IntGauge::new("gogate_registry_services", "Services in the registry.")
+                    .expect("valid metric"),
+            ),
+            uptime: reg(
+                &r,
+                Gauge::new("gogate_uptime_seconds", "Seconds since gogate started.")
+                    .expect("valid metric"),
+            ),
+            started: Instant::now(),
+            registry: r,
+        };
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = m.registry.register(Box::new(pc));
+        }
+        Arc::new(m)
+    }
+
+    pub fn uptime_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Per-route handles, resolved when the snapshot is built.
+pub struct RouteMetrics {
+    pub name: String,
+    listener_duration: Histogram,
+    responses: IntCounterVec,
+    /// Status code 100..=599 → counter, resolved on first use of that code.
+    codes: Box<[OnceLock<IntCounter>]>,
+}
+
+impl RouteMetrics {
+    pub fn new(m: &Metrics, listener: &str, route: &str) -> Self {
+        RouteMetrics {
+            name: route.to_string(),
+            listener_duration: m.request_duration.with_label_values(&[listener, route]),
+            responses: m.http_responses.clone(),
+            codes: (100..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Records one finished exchange.
+    #[inline]
+    pub fn observe(&self, status: u16, seconds: f64) {
+        self.listener_duration.observe(seconds);
+        if let Some(slot) = self.codes.get(usize::from(status).wrapping_sub(100)) {
+            slot.get_or_init(|| self.responses.with_label_values(&[&self.name, &status.to_string()]))
+                .inc();
+        }
+    }
+
+    #[inline]
+    pub fn observe_duration(&self, seconds: f64) {
+        self.listener_duration.observe(seconds);
+    }
+}
+
+/// `gogate_requests_total{status="success"|"failure"}` for one (listener, route, backend).
+#[derive(Clone)]
+pub struct OutcomeCounters {
+    pub success: IntCounter,
+    pub failure: IntCounter,
+}
+
+impl OutcomeCounters {
+    pub fn new(m: &Metrics, listener: &str, route: &str, backend: &str) -> Self {
+        OutcomeCounters {
+            success: m.requests_total.with_label_values(&[listener, route, backend, "success"]),
+            failure: m.requests_total.with_label_values(&[listener, route, backend, "failure"]),
+        }
+    }
+
+    #[inline]
+    pub fn record(&self, success: bool) {
+        if success {
+            self.success.inc()
+        } else {
+            self.failure.inc()
+        }
+    }
+}
+
+/// Owns the registry: refreshes derived gauges from the published snapshot and encodes the
+/// text exposition for each scrape.
+pub struct MetricsActor {
+    metrics: Arc<Metrics>,
+    cell: SnapshotCell,
+}
+
+impl MetricsActor {
+    pub fn new(metrics: Arc<Metrics>, cell: SnapshotCell) -> Self {
+        MetricsActor { metrics, cell }
+    }
+
+    fn refresh(&self) {
+        let m = &self.metrics;
+        m.uptime.set(m.uptime_seconds());
+        let snap = self.cell.load();
+        m.backend_healthy.reset();
+        m.backend_active.reset();
+        m.breaker_state.reset();
+        let mut sent: HashMap<&str, u64> = HashMap::new();
+        let mut received: HashMap<&str, u64> = HashMap::new();
+        for up in snap.upstreams.values() {
+            for b in &up.backends {
+                let labels = [b.upstream.as_str(), b.addr.as_str()];
+                m.backend_healthy.with_label_values(&labels).set(i64::from(b.healthy()));
+                m.backend_active.with_label_values(&labels).set(b.active());
+                m.breaker_state.with_label_values(&labels).set(b.breaker() as i64);
+                *sent.entry(&b.addr).or_default() += b.bytes_sent();
+                *received.entry(&b.addr).or_default() += b.bytes_received();
+            }
+        }
+        // Counters derived from the backend atomics: reset and set to the current totals (only
+        // this actor touches these two families, so no scrape sees the intermediate zero).
+        m.backend_bytes_sent.reset();
+        m.backend_bytes_received.reset();
+        for (addr, v) in sent {
+            m.backend_bytes_sent.with_label_values(&[addr]).inc_by(v);
+        }
+        for (addr, v) in received {
+            m.backend_bytes_received.with_label_values(&[addr]).inc_by(v);
+        }
+    }
+}
+
+impl Actor for MetricsActor {
+    type Context = Context<Self>;
+}
+
+impl Supervised for MetricsActor {}
+
+/// Query: the Prometheus text exposition of every metric.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct GetMetricsText;
+
+impl Handler<GetMetricsText> for MetricsActor {
+    type Result = String;
+
+    fn handle(&mut self, _: GetMetricsText, _: &mut Context<Self>) -> String {
+        self.refresh();
+        let mut buf = Vec::new();
+        let families = self.metrics.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,245 @@
+//! Route choice as pure logic (DESIGN B4): exact host beats wildcard host beats no host; then an
+//! exact `path` beats a longer `pathPrefix` beats a shorter one; then routes with `methods` or
+//! `headers` conditions beat routes without; then file order. The table is sorted once when the
+//! snapshot is built, so a lookup is a scan that stops at the first rule that matches.
+
+use gogate_config::MatchConfig;
+use std::cmp::Reverse;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMatch {
+    Any,
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: matches any deeper name, not the apex.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathMatch {
+    Any,
+    Exact(String),
+    /// Segment-aware prefix without a trailing slash (`/` itself matches everything).
+    Prefix(String),
+}
+
+/// The compiled `match:` block of one route.
+#[derive(Debug, Clone)]
+pub struct RouteRule {
+    host: HostMatch,
+    path: PathMatch,
+    methods: Vec<String>,
+    headers: Vec<(String, String)>,
+    index: usize,
+}
+
+/// What the matcher needs to know about a request.
+pub struct RequestFacts<'a> {
+    /// Host without port (any case), if the request named one.
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    pub method: &'a str,
+    /// Value of a request header by (lower-case) name.
+    pub header: &'a dyn Fn(&str) -> Option<&'a str>,
+}
+
+impl RouteRule {
+    /// Compiles a validated `match:` block; `index` is the route's position in the file.
+    pub fn new(m: &MatchConfig, index: usize) -> Self {
+        let host = if m.host.is_empty() {
+            HostMatch::Any
+        } else if let Some(suffix) = m.host.strip_prefix('*') {
+            HostMatch::Suffix(suffix.to_ascii_lowercase())
+        } else {
+            HostMatch::Exact(m.host.to_ascii_lowercase())
+        };
+        let path = if !m.path.is_empty() {
+            PathMatch::Exact(m.path.clone())
+        } else if !m.path_prefix.is_empty() {
+            PathMatch::Prefix(normalize_prefix(&m.path_prefix).to_string())
+        } else {
+            PathMatch::Any
+        };
+        RouteRule {
+            host,
+            path,
+            methods: m.methods.iter().map(|s| s.to_ascii_uppercase()).collect(),
+            headers: m.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            index,
+        }
+    }
+
+    /// Sort key: smaller sorts first (more specific first).
+    fn rank(&self) -> (Reverse<(u8, usize)>, Reverse<(u8, usize)>, Reverse<bool>, usize) {
+        let host = match &self.host {
+            HostMatch::Exact(_) => (2, 0),
+            HostMatch::Suffix(s) => (1, s.len()),
+            HostMatch::Any => (0, 0),
+        };
+        let path = match &self.path {
+            PathMatch::Exact(p) => (2, p.len()),
+            PathMatch::Prefix(p) => (1, p.len()),
+            PathMatch::Any => (0, 0),
+        };
+        let conditions = !self.methods.is_empty() || !self.headers.is_empty();
+        (Reverse(host), Reverse(path), Reverse(conditions), self.index)
+    }
+
+    pub fn matches(&self, req: &RequestFacts<'_>) -> bool {
+        let host_ok = match (&self.host, req.host) {
+            (HostMatch::Any, _) => true,
+            (HostMatch::Exact(h), Some(got)) => got.eq_ignore_ascii_case(h),
+            (HostMatch::Suffix(s), Some(got)) => {
+                got.len() > s.len()
+                    && got.is_char_boundary(got.len() - s.len())
+                    && got[got.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+            (_, None) => false,
+        };
+        host_ok
+            && match &self.path {
+                PathMatch::Any => true,
+                PathMatch::Exact(p) => req.path == p,
+                PathMatch::Prefix(p) => prefix_matches(p, req.path),
+            }
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))
+            && self.headers.iter().all(|(k, v)| (req.header)(k) == Some(v.as_str()))
+    }
+
+    /// The prefix this rule strips with `stripPrefix`, if it is a prefix rule.
+    pub fn prefix(&self) -> Option<&str> {
+        match &self.path {
+            PathMatch::Prefix(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+fn normalize_prefix(p: &str) -> &str {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() {
+        "/"
+    } else {
+        t
+    }
+}
+
+/// `/api` matches `/api` and `/api/x`, never `/apiary`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+}
+
+/// `stripPrefix`: `/api/x` → `/x`; the whole path → `/`.
+pub fn strip_prefix<'a>(prefix: &str, path: &'a str) -> &'a str {
+    if prefix == "/" {
+        return path;
+    }
+    match path.get(prefix.len()..) {
+        Some("") | None => "/",
+        Some(rest) => rest,
+    }
+}
+
+/// Routes sorted by specificity, each with its payload `T`.
+#[derive(Debug)]
+pub struct RouteTable<T> {
+    entries: Vec<(RouteRule, T)>,
+}
+
+impl<T> RouteTable<T> {
+    pub fn new(mut entries: Vec<(RouteRule, T)>) -> Self {
+        entries.sort_by_key(|(rule, _)| rule.rank());
+        RouteTable { entries }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The most specific route matching the request.
+    pub fn find(&self, req: &RequestFacts<'_>) -> Option<(&RouteRule, &T)> {
+        self.entries.iter().find(|(rule, _)| rule.matches(req)).map(|(r, t)| (r, t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn m(host: &str, prefix: &str, path: &str) -> MatchConfig {
+        MatchConfig {
+            host: host.into(),
+            path_prefix: prefix.into(),
+            path: path.into(),
+            ..MatchConfig::default()
+        }
+    }
+
+    fn table(rules: Vec<MatchConfig>) -> RouteTable<usize> {
+        RouteTable::new(rules.iter().enumerate().map(|(i, r)| (RouteRule::new(r, i), i)).collect())
+    }
+
+    fn find(t: &RouteTable<usize>, host: Option<&str>, path: &str, method: &str) -> Option<usize> {
+        let none = |_: &str| None;
+        let req = RequestFacts { host, path, method, header: &none };
+        t.find(&req).map(|(_, i)| *i)
+    }
+
+    #[test]
+    fn prefix_is_segment_aware() {
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/v1"));
+        assert!(!prefix_matches("/api", "/apiary"));
+        assert!(prefix_matches("/", "/anything"));
+        let t = table(vec![m("", "/api/", "")]);
+        assert_eq!(find(&t, None, "/api", "GET"), Some(0));
+        assert_eq!(find(&t, None, "/apix", "GET"), None);
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        assert_eq!(strip_prefix("/api", "/api/users"), "/users");
+        assert_eq!(strip_prefix("/api", "/api"), "/");
+        assert_eq!(strip_prefix("/", "/x"), "/x");
+    }
+
+    #[test]
+    fn host_exact_beats_wildcard_beats_none() {
+        let t = table(vec![m("", "/", ""), m("*.example.com", "/", ""), m("api.example.com", "/", "")]);
+        assert_eq!(find(&t, Some("API.example.com"), "/", "GET"), Some(2));
+        assert_eq!(find(&t, Some("a.b.example.com"), "/", "GET"), Some(1));
+        assert_eq!(find(&t, Some("example.com"), "/", "GET"), Some(0));
+        assert_eq!(find(&t, None, "/", "GET"), Some(0));
+    }
+
+    #[test]
+    fn host_beats_path_specificity() {
+        let t = table(vec![m("", "/api/v1", ""), m("api.example.com", "/", "")]);
+        assert_eq!(find(&t, Some("api.example.com"), "/api/v1/x", "GET"), Some(1));
+    }
+
+    #[test]
+    fn exact_path_beats_longer_prefix_beats_shorter() {
+        let t = table(vec![m("", "/a", ""), m("", "/a/b", ""), m("", "", "/a/b/c")]);
+        assert_eq!(find(&t, None, "/a/b/c", "GET"), Some(2));
+        assert_eq!(find(&t, None, "/a/b/d", "GET"), Some(1));
+        assert_eq!(find(&t, None, "/a/x", "GET"), Some(0));
+        assert_eq!(find(&t, None, "/b", "GET"), None);
+    }
+
+    #[test]
+    fn conditions_beat_no_conditions_then_file_order() {
+        let mut with_method = m("", "/x", "");
+        with_method.methods = vec!["POST".into()];
+        let mut with_header = m("", "/x", "");
+        with_header.headers = BTreeMap::from([("X-Canary".to_string(), "true".to_string())]);
+        let t = table(vec![m("", "/x", ""), with_method, m("", "/x", ""), with_header]);
+        assert_eq!(find(&t, None, "/x", "POST"), Some(1));
+        assert_eq!(find(&t, None, "/x", "GET"), Some(0));
+        let canary = |k: &str| (k == "x-canary").then_some("true");
+        let req = RequestFacts { host: None, path: "/x", method: "GET", header: &canary };
+        assert_eq!(t.find(&req).map(|(_, i)| *i), Some(3));
+    }
+}

@@ -1,0 +1,222 @@
+//! What the data plane reads: one immutable [`GatewaySnapshot`] per applied configuration,
+//! published through an atomic pointer ([`SnapshotCell`]). A request loads it once (a few
+//! nanoseconds) and never waits for an actor. The backends inside are shared `Arc`s whose
+//! atomics the actors keep updating, so health or drain changes need no new snapshot.
+
+use crate::backend::state::BackendState;
+use crate::balance::Balancer;
+use crate::metrics::{OutcomeCounters, RouteMetrics};
+use crate::routing::{RouteRule, RouteTable};
+use actix_http::header::{HeaderMap, HeaderName, HeaderValue};
+use arc_swap::ArcSwap;
+use gogate_config::{Cidr, Config, LimitsConfig, TcpPoolConfig, TimeoutsConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The atomically swappable pointer to the current snapshot (cheap to clone).
+#[derive(Clone)]
+pub struct SnapshotCell(Arc<ArcSwap<GatewaySnapshot>>);
+
+impl SnapshotCell {
+    pub fn new(snapshot: GatewaySnapshot) -> Self {
+        SnapshotCell(Arc::new(ArcSwap::from_pointee(snapshot)))
+    }
+
+    /// The current snapshot (one atomic load plus a reference count).
+    #[inline]
+    pub fn load(&self) -> Arc<GatewaySnapshot> {
+        self.0.load_full()
+    }
+
+    /// Publishes a new snapshot; requests already holding the old one finish with it.
+    pub fn store(&self, snapshot: GatewaySnapshot) {
+        self.0.store(Arc::new(snapshot));
+    }
+}
+
+/// Everything one configuration generation means for the data plane.
+pub struct GatewaySnapshot {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub upstreams: BTreeMap<String, Arc<UpstreamSnapshot>>,
+    pub routes: RouteTable<Arc<RouteSnapshot>>,
+    /// Serves requests no route matches; `None` when the default upstream has no backends.
+    pub default_route: Option<Arc<RouteSnapshot>>,
+    pub tcp: TcpSnapshot,
+    /// Metrics of requests no route matched (`route="none"`).
+    pub unmatched: RouteMetrics,
+    pub trusted_proxies: Vec<Cidr>,
+    pub limits: LimitsConfig,
+    pub access_log: bool,
+}
+
+impl GatewaySnapshot {
+    /// Every backend of every upstream, in upstream order.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<BackendState>> {
+        self.upstreams.values().flat_map(|u| u.backends.iter())
+    }
+
+    /// Whether `ip` is a trusted proxy whose X-Forwarded-For may be kept.
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// Upstream connection settings that decide which per-worker HTTP client serves an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolSettings {
+    pub enabled: bool,
+    pub max_idle: u32,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub fn new(pool: &TcpPoolConfig, timeouts: &TimeoutsConfig) -> Self {
+        PoolSettings {
+            enabled: pool.enabled,
+            max_idle: pool.max_idle,
+            idle_timeout: pool.idle_timeout.get(),
+            max_lifetime: pool.max_lifetime.get(),
+            connect_timeout: timeouts.connect.get(),
+        }
+    }
+}
+
+/// One pool of backends and how to choose among them.
+pub struct UpstreamSnapshot {
+    pub name: String,
+    pub backends: Vec<Arc<BackendState>>,
+    pub balancer: Balancer,
+    pub timeouts: TimeoutsConfig,
+    /// Extra tries on another backend after a connect failure.
+    pub retry_attempts: u32,
+    pub pool: PoolSettings,
+}
+
+impl UpstreamSnapshot {
+    /// Chooses an eligible backend not in `tried` (healthy, not draining, breaker not open).
+    #[inline]
+    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+        self.balancer.pick(
+            self.backends.len(),
+            |i| !tried.contains(&i) && self.backends[i].eligible(),
+            |i| self.backends[i].active(),
+        )
+    }
+}
+
+/// A route's split target: an upstream, its weight, and the route×backend outcome counters.
+pub struct RouteTarget {
+    pub upstream: Arc<UpstreamSnapshot>,
+    pub weight: u32,
+    /// Parallel to `upstream.backends`.
+    pub counters: Vec<OutcomeCounters>,
+    /// `timeouts.request` of the route if set, else of the upstream.
+    pub request_timeout: Duration,
+}
+
+/// One route, ready to serve.
+pub struct RouteSnapshot {
+    pub name: String,
+    pub rule: RouteRule,
+    pub targets: Vec<RouteTarget>,
+    total_weight: u64,
+    pub strip_prefix: Option<String>,
+    pub preserve_host: bool,
+    pub request_headers: CompiledHeaderRules,
+    pub response_headers: CompiledHeaderRules,
+    pub metrics: RouteMetrics,
+}
+
+impl RouteSnapshot {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        rule: RouteRule,
+        targets: Vec<RouteTarget>,
+        strip_prefix: Option<String>,
+        preserve_host: bool,
+        request_headers: CompiledHeaderRules,
+        response_headers: CompiledHeaderRules,
+        metrics: RouteMetrics,
+    ) -> Self {
+        let total_weight = targets.iter().map(|t| u64::from(t.weight)).sum();
+        RouteSnapshot {
+            name,
+            rule,
+            targets,
+            total_weight,
+            strip_prefix,
+            preserve_host,
+            request_headers,
+            response_headers,
+            metrics,
+        }
+    }
+
+    /// Weighted random choice among the split targets (the only target when there is one).
+    #[inline]
+    pub fn choose_target(&self) -> &RouteTarget {
+        if self.targets.len() == 1 || self.total_weight == 0 {
+            return &self.targets[0];
+        }
+        let mut roll = fastrand::u64(0..self.total_weight);
+        for t in &self.targets {
+            let w = u64::from(t.weight);
+            if roll < w {
+                return t;
+            }
+            roll -= w;
+        }
+        &self.targets[self.targets.len() - 1]
+    }
+}
+
+/// The L4 listener's view: the default upstream and its `listener="tcp"` counters.
+pub struct TcpSnapshot {
+    pub upstream: Arc<UpstreamSnapshot>,
+    pub counters: Vec<OutcomeCounters>,
+    pub metrics: RouteMetrics,
+}
+
+/// `requestHeaders`/`responseHeaders` rules with names and values parsed once.
+#[derive(Debug, Default, Clone)]
+pub struct CompiledHeaderRules {
+    remove: Vec<HeaderName>,
+    set: Vec<(HeaderName, HeaderValue)>,
+    add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl CompiledHeaderRules {
+    /// Compiles validated rules (invalid entries cannot reach here; they are skipped if so).
+    pub fn new(rules: &gogate_config::HeaderRules) -> Self {
+        let pair = |(k, v): (&String, &String)| {
+            Some((HeaderName::try_from(k.as_str()).ok()?, HeaderValue::try_from(v.as_str()).ok()?))
+        };
+        CompiledHeaderRules {
+            remove: rules.remove.iter().filter_map(|k| HeaderName::try_from(k.as_str()).ok()).collect(),
+            set: rules.set.iter().filter_map(pair).collect(),
+            add: rules.add.iter().filter_map(pair).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+
+    /// Applies remove, then set (replacing), then add (appending).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (k, v) in &self.set {
+            headers.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &self.add {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+}

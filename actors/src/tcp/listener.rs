@@ -1,0 +1,182 @@
+//! `ListenerActor`: one per L4 listener. It owns the bound socket and one accept loop per
+//! worker arbiter (each worker is a single-threaded runtime; the kernel spreads connections
+//! across them), enforces `limits.maxConnections`, and stops accepting on command while
+//! sessions already running finish on their own.
+
+use super::session::{self, SessionContext};
+use crate::metrics::Metrics;
+use crate::snapshot::SnapshotCell;
+use crate::stats::Stats;
+use actix::prelude::*;
+use prometheus::{IntCounter, IntGauge};
+use slog::{info, warn, Logger};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// State shared by every accept loop and session of one listener.
+struct Shared {
+    ctx: SessionContext,
+    active: AtomicUsize,
+    max: usize,
+    conn_total: IntCounter,
+    conn_active: IntGauge,
+}
+
+pub struct ListenerActor {
+    addr: SocketAddr,
+    socket: Option<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    workers: usize,
+    arbiters: Vec<Arbiter>,
+    stop: watch::Sender<bool>,
+    log: Logger,
+}
+
+impl ListenerActor {
+    /// `socket` is already bound (so bind errors surface before anything starts).
+    pub fn new(
+        socket: std::net::TcpListener,
+        cell: SnapshotCell,
+        metrics: &Metrics,
+        stats: Arc<Stats>,
+        workers: usize,
+        log: &Logger,
+    ) -> std::io::Result<Self> {
+        let addr = socket.local_addr()?;
+        let max = cell.load().limits.max_connections as usize;
+        let (stop, _) = watch::channel(false);
+        let log = log.new(slog::o!("listener" => "tcp"));
+        Ok(ListenerActor {
+            addr,
+            socket: Some(socket),
+            shared: Arc::new(Shared {
+                ctx: SessionContext { cell, stats, log: log.clone() },
+                active: AtomicUsize::new(0),
+                max,
+                conn_total: metrics.connections_total.with_label_values(&["tcp"]),
+                conn_active: metrics.connections_active.with_label_values(&["tcp"]),
+            }),
+            workers: workers.max(1),
+            arbiters: Vec::new(),
+            stop,
+            log,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Actor for ListenerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        let Some(socket) = self.socket.take() else { return };
+        for _ in 0..self.workers {
+            let clone = match socket.try_clone() {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(self.log, "cannot share the listening socket with a worker"; "error" => e.to_string());
+                    continue;
+                }
+            };
+            let arbiter = Arbiter::new();
+            let shared = Arc::clone(&self.shared);
+            let stop = self.stop.subscribe();
+            let log = self.log.clone();
+            arbiter.spawn(async move {
+                match tokio::net::TcpListener::from_std(clone) {
+                    Ok(listener) => accept_loop(listener, shared, stop).await,
+                    Err(e) => warn!(log, "cannot start an accept loop"; "error" => e.to_string()),
+                }
+            });
+            self.arbiters.push(arbiter);
+        }
+        info!(self.log, "listener started"; "addr" => self.addr.to_string(), "workers" => self.workers);
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.accept() => r,
+        };
+        let (sock, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(shared.ctx.log, "accept failed"; "error" => e.to_string());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shared.active.fetch_add(1, Ordering::Relaxed) >= shared.max {
+            shared.active.fetch_sub(1, Ordering::Relaxed);
+            // Refuse at once with a reset rather than a FIN the client might mistake for data.
+            let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
+            continue;
+        }
+        shared.conn_total.inc();
+        shared.conn_active.inc();
+        shared.ctx.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        shared.ctx.stats.connections_active.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::clone(&shared);
+        actix_rt::spawn(async move {
+            let _slot = SlotGuard(&shared);
+            session::serve(sock, peer, &shared.ctx).await;
+        });
+    }
+}
+
+/// Releases a connection slot however the session ends.
+struct SlotGuard<'a>(&'a Shared);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.conn_active.dec();
+        self.0.ctx.stats.connections_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Command: stop accepting new connections (running sessions continue).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+impl Handler<StopAccepting> for ListenerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAccepting, _: &mut Context<Self>) {
+        let _ = self.stop.send(true);
+        info!(self.log, "listener stopped accepting"; "addr" => self.addr.to_string(),
+              "active_sessions" => self.shared.active.load(Ordering::Relaxed));
+    }
+}
+
+/// Query: sessions in flight.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct GetActiveSessions;
+
+impl Handler<GetActiveSessions> for ListenerActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: GetActiveSessions, _: &mut Context<Self>) -> usize {
+        self.shared.active.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ListenerActor {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Body streams of the proxy hop. Requests: a counting stream that enforces
+//! `limits.maxBodyBytes` as bytes arrive (a chunked body has no length to check up front).
+//! Responses: a pass-through stream that counts bytes out, holds the backend's in-flight guard,
+//! and writes the access-log line when the body ends, so the line reports the whole exchange.
+
+use actix_web::error::PayloadError;
+use bytes::Bytes;
+use futures_util::Stream;
+use gogate_actors::ActiveGuard;
+use slog::{info, Logger};
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Request body with a byte counter and an optional limit.
+pub struct LimitedBody<S> {
+    inner: S,
+    pub(crate) seen: Rc<Cell<u64>>,
+    limit: u64,
+    pub(crate) exceeded: Rc<Cell<bool>>,
+}
+
+impl<S> LimitedBody<S> {
+    /// `limit` 0 = unlimited.
+    pub fn new(inner: S, limit: u64) -> Self {
+        LimitedBody { inner, seen: Rc::default(), limit, exceeded: Rc::default() }
+    }
+}
+
+impl<S> Stream for LimitedBody<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let total = self.seen.get() + chunk.len() as u64;
+                self.seen.set(total);
+                if self.limit > 0 && total > self.limit {
+                    self.exceeded.set(true);
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Fields of one access-log line.
+pub struct AccessRecord {
+    pub log: Option<Logger>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub route: String,
+    pub backend: String,
+    pub request_id: String,
+    pub client_ip: String,
+    pub bytes_in: Rc<Cell<u64>>,
+    pub started: Instant,
+}
+
+impl AccessRecord {
+    /// Writes the line now (gateway-made responses) with `bytes_out`.
+    pub fn emit(&self, bytes_out: u64) {
+        let Some(log) = &self.log else { return };
+        info!(log, "request completed";
+            "method" => &self.method, "path" => &self.path, "status" => self.status,
+            "duration_ms" => self.started.elapsed().as_secs_f64() * 1000.0,
+            "route" => &self.route, "backend" => &self.backend, "request_id" => &self.request_id,
+            "client_ip" => &self.client_ip, "bytes_in" => self.bytes_in.get(), "bytes_out" => bytes_out);
+    }
+}
+
+/// Upstream response body on its way to the client.
+pub struct ResponseBody<S> {
+    inner: S,
+    sent: u64,
+    record: Option<AccessRecord>,
+    guard: Option<ActiveGuard>,
+    bytes_in: Rc<Cell<u64>>,
+}
+
+impl<S> ResponseBody<S> {
+    pub fn new(
+        inner: S,
+        record: Option<AccessRecord>,
+        guard: Option<ActiveGuard>,
+        bytes_in: Rc<Cell<u64>>,
+    ) -> Self {
+        ResponseBody { inner, sent: 0, record, guard, bytes_in }
+    }
+}
+
+impl<S, E> Stream for ResponseBody<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.sent += chunk.len() as u64;
+        }
+        polled
+    }
+}
+
+impl<S> Drop for ResponseBody<S> {
+    fn drop(&mut self) {
+        // Body bytes of the exchange, counted per backend like L4 traffic.
+        if let Some(g) = &self.guard {
+            g.backend().add_bytes(self.bytes_in.get(), self.sent);
+        }
+        if let Some(r) = &self.record {
+            r.emit(self.sent);
+        }
+    }
+}

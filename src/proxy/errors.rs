@@ -1,0 +1,62 @@
+//! Responses the gateway makes itself (DESIGN B4): JSON `{"error", "request_id"}` with the
+//! status that says what went wrong, and the request id header so clients can report it.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+
+/// Why the gateway answered instead of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayError {
+    NoRoute,
+    BodyTooLarge,
+    HeadersTooLarge,
+    NoEligibleBackend,
+    UpstreamConnect,
+    UpstreamProtocol,
+    UpstreamTimeout,
+    BadRequest(&'static str),
+}
+
+impl GatewayError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::NoEligibleBackend => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamConnect | GatewayError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            GatewayError::NoRoute => "no route matches this request",
+            GatewayError::BodyTooLarge => "request body too large",
+            GatewayError::HeadersTooLarge => "request headers too large",
+            GatewayError::NoEligibleBackend => "no healthy backend available",
+            GatewayError::UpstreamConnect => "upstream connection failed",
+            GatewayError::UpstreamProtocol => "upstream protocol error",
+            GatewayError::UpstreamTimeout => "upstream timed out",
+            GatewayError::BadRequest(why) => why,
+        }
+    }
+
+    /// The JSON response for this error.
+    pub fn response(self, request_id: &str) -> HttpResponse {
+        json_error(self.status(), self.message(), request_id)
+    }
+}
+
+/// A JSON error body with `X-Request-ID`.
+pub fn json_error(status: StatusCode, message: &str, request_id: &str) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    if !request_id.is_empty() {
+        res.insert_header(("x-request-id", request_id));
+    }
+    if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
+        res.insert_header(("connection", "close"));
+    }
+    res.json(serde_json::json!({ "error": message, "request_id": request_id }))
+}

@@ -1,0 +1,204 @@
+//! The upstream exchange of one L7 request: choose a backend, send with awc (streaming the body
+//! or, when small enough to replay, buffering it so a connect failure can move to the next
+//! backend), and stream the response back with its headers rewritten.
+
+use super::body::{LimitedBody, ResponseBody};
+use super::errors::GatewayError;
+use super::headers;
+use super::{Exchange, ProxyWorker};
+use actix_web::body::{BodyStream, SizedStream};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::{web, HttpResponse};
+use awc::error::{ConnectError, SendRequestError};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
+use gogate_actors::ActiveGuard;
+
+/// Bodies up to this size (with a declared length) are buffered so they can be re-sent.
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+enum Body {
+    Empty,
+    Buffered(bytes::Bytes),
+    Stream(LimitedBody<web::Payload>),
+}
+
+pub async fn forward(
+    w: &ProxyWorker,
+    ex: &mut Exchange,
+    route: &RouteSnapshot,
+    target: &RouteTarget,
+    mut payload: web::Payload,
+) -> HttpResponse {
+    let req = &ex.req;
+    let max_body = ex.snap.limits.max_body_bytes;
+    let content_length = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers().contains_key("transfer-encoding");
+    let mut body = if !chunked && content_length.unwrap_or(0) == 0 {
+        Body::Empty
+    } else if let (false, Some(len)) = (chunked, content_length.filter(|l| *l <= REPLAY_LIMIT)) {
+        let mut buf = BytesMut::with_capacity(len as usize);
+        while let Some(chunk) = payload.next().await {
+            match chunk {
+                Ok(c) => buf.extend_from_slice(&c),
+                Err(_) => return ex.fail(w, Some(route), GatewayError::BadRequest("malformed request body")),
+            }
+        }
+        ex.bytes_in.set(buf.len() as u64);
+        Body::Buffered(buf.freeze())
+    } else {
+        let limited = LimitedBody::new(payload, max_body);
+        ex.bytes_in = limited.seen.clone();
+        ex.exceeded = limited.exceeded.clone();
+        Body::Stream(limited)
+    };
+
+    let up = &target.upstream;
+    let client = w.clients.get(&up.pool);
+    let path_and_query = upstream_path(req, route);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last = GatewayError::NoEligibleBackend;
+    for _ in 0..=up.retry_attempts {
+        let Some(i) = up.pick(&tried) else { break };
+        tried.push(i);
+        let backend = &up.backends[i];
+        let guard = backend.begin();
+        let url = format!("http://{}{}", backend.addr, path_and_query);
+        let mut creq = client.request(req.method().clone(), url.as_str()).timeout(target.request_timeout).no_decompress();
+        upstream_headers(ex, route, &backend.addr, creq.headers_mut(), false);
+        let sent = match &mut body {
+            // No body: send no framing at all unless the client declared `Content-Length: 0`.
+            Body::Empty if content_length == Some(0) => creq.send_body(()).await,
+            Body::Empty => creq.send_body(actix_web::body::None::new()).await,
+            Body::Buffered(b) => creq.send_body(b.clone()).await,
+            Body::Stream(_) => match std::mem::replace(&mut body, Body::Empty) {
+                Body::Stream(s) => creq.send_stream(s).await,
+                _ => unreachable!("matched Body::Stream above"),
+            },
+        };
+        match sent {
+            Ok(resp) => {
+                ex.backend = backend.addr.clone();
+                return respond(w, ex, route, target, i, guard, resp);
+            }
+            Err(SendRequestError::Connect(e)) => {
+                backend.record_outcome(false);
+                target.counters[i].failure.inc();
+                last = match e {
+                    ConnectError::Timeout => GatewayError::UpstreamTimeout,
+                    _ => GatewayError::UpstreamConnect,
+                };
+                ex.backend = backend.addr.clone();
+                if matches!(body, Body::Empty) && (content_length.unwrap_or(0) > 0 || chunked) {
+                    break; // a streamed body was consumed: it cannot be sent again
+                }
+            }
+            Err(e) => {
+                ex.backend = backend.addr.clone();
+                if ex.exceeded.get() {
+                    return ex.fail(w, Some(route), GatewayError::BodyTooLarge);
+                }
+                backend.record_outcome(false);
+                target.counters[i].failure.inc();
+                let err = match e {
+                    SendRequestError::Timeout => GatewayError::UpstreamTimeout,
+                    _ => GatewayError::UpstreamProtocol,
+                };
+                return ex.fail(w, Some(route), err);
+            }
+        }
+    }
+    ex.fail(w, Some(route), last)
+}
+
+/// Path and query for the upstream, with the route's prefix stripped when asked.
+pub(super) fn upstream_path(req: &actix_web::HttpRequest, route: &RouteSnapshot) -> String {
+    let path = match &route.strip_prefix {
+        Some(prefix) => gogate_actors::routing::strip_prefix(prefix, req.path()),
+        None => req.path(),
+    };
+    match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    }
+}
+
+/// Builds the upstream request headers (DESIGN B4).
+pub(super) fn upstream_headers(
+    ex: &Exchange,
+    route: &RouteSnapshot,
+    backend_addr: &str,
+    h: &mut HeaderMap,
+    websocket: bool,
+) {
+    let src = ex.req.headers();
+    headers::copy_end_to_end(src, h, websocket, true);
+    let orig_host = src.get("host").cloned();
+    let host = if route.preserve_host { orig_host.clone() } else { HeaderValue::from_str(backend_addr).ok() };
+    if let Some(v) = host {
+        h.insert(HeaderName::from_static("host"), v);
+    }
+    set(h, "x-forwarded-for", &ex.fwd.xff);
+    let proto = match (ex.fwd.peer_trusted, src.get("x-forwarded-proto")) {
+        (true, Some(v)) => v.clone(),
+        _ => HeaderValue::from_static("http"),
+    };
+    h.insert(HeaderName::from_static("x-forwarded-proto"), proto);
+    let fhost = match (ex.fwd.peer_trusted, src.get("x-forwarded-host")) {
+        (true, Some(v)) => Some(v.clone()),
+        _ => orig_host,
+    };
+    if let Some(v) = fhost {
+        h.insert(HeaderName::from_static("x-forwarded-host"), v);
+    }
+    set(h, "x-real-ip", &ex.fwd.client_ip.to_string());
+    set(h, "x-request-id", &ex.request_id);
+    route.request_headers.apply(h);
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn respond<S>(
+    w: &ProxyWorker,
+    ex: &mut Exchange,
+    route: &RouteSnapshot,
+    target: &RouteTarget,
+    i: usize,
+    guard: ActiveGuard,
+    resp: awc::ClientResponse<S>,
+) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>> + Unpin + 'static,
+{
+    let status = resp.status();
+    let success = status.as_u16() < 500;
+    guard.backend().record_outcome(success);
+    target.counters[i].record(success);
+    let mut hdrs = resp.headers().clone();
+    headers::strip_response_hop_by_hop(&mut hdrs);
+    let content_length =
+        hdrs.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    hdrs.remove(CONTENT_LENGTH);
+    route.response_headers.apply(&mut hdrs);
+    let mut builder = HttpResponse::build(status);
+    for (k, v) in hdrs.iter() {
+        builder.append_header((k.clone(), v.clone()));
+    }
+    builder.insert_header(("x-request-id", ex.request_id.as_str()));
+    ex.record_metrics(w, route, status.as_u16());
+    let record = ex.access_record(w, &route.name, status.as_u16());
+    let stream = ResponseBody::new(resp, record, Some(guard), ex.bytes_in.clone());
+    match content_length {
+        Some(n) => builder.body(SizedStream::new(n, stream)),
+        None => builder.body(BodyStream::new(stream)),
+    }
+}

@@ -1,0 +1,143 @@
+//! The L7 data plane: one actix-web handler that serves every proxied request. It loads the
+//! published snapshot once, checks limits, matches a route, picks a split target and a backend,
+//! and forwards with the worker's awc client. It never awaits an actor.
+
+mod body;
+pub mod client;
+pub mod errors;
+mod forward;
+pub mod headers;
+mod websocket;
+
+use body::AccessRecord;
+use errors::GatewayError;
+use gogate_actors::routing::RequestFacts;
+use gogate_actors::snapshot::RouteSnapshot;
+use gogate_actors::{GatewaySnapshot, SnapshotCell, Stats};
+
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{web, HttpRequest, HttpResponse};
+use slog::{Drain, Logger};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per-worker state of the proxy (built in the app factory, so one per worker thread).
+pub struct ProxyWorker {
+    pub cell: SnapshotCell,
+    pub stats: Arc<Stats>,
+    pub log: Logger,
+    pub clients: client::ClientCache,
+}
+
+impl ProxyWorker {
+    pub fn new(cell: SnapshotCell, stats: Arc<Stats>, log: Logger) -> Self {
+        ProxyWorker { cell, stats, log, clients: client::ClientCache::default() }
+    }
+}
+
+/// One request in flight through the gateway.
+pub(crate) struct Exchange {
+    pub snap: Arc<GatewaySnapshot>,
+    pub req: HttpRequest,
+    pub request_id: String,
+    pub fwd: headers::Forwarded,
+    pub started: Instant,
+    pub backend: String,
+    pub bytes_in: Rc<Cell<u64>>,
+    pub exceeded: Rc<Cell<bool>>,
+}
+
+impl Exchange {
+    /// Records the response in metrics and `/stats` (at response-header time).
+    fn record_metrics(&self, w: &ProxyWorker, route: &RouteSnapshot, status: u16) {
+        let elapsed = self.started.elapsed();
+        route.metrics.observe(status, elapsed.as_secs_f64());
+        w.stats.record_request(status < 500, elapsed.as_micros() as u64);
+    }
+
+    /// The access-log record, or `None` when access logging is off.
+    fn access_record(&self, w: &ProxyWorker, route: &str, status: u16) -> Option<AccessRecord> {
+        if !self.snap.access_log || !w.log.is_info_enabled() {
+            return None;
+        }
+        Some(AccessRecord {
+            log: Some(w.log.clone()),
+            method: self.req.method().to_string(),
+            path: self.req.path().to_string(),
+            status,
+            route: route.to_string(),
+            backend: self.backend.clone(),
+            request_id: self.request_id.clone(),
+            client_ip: self.fwd.client_ip.to_string(),
+            bytes_in: self.bytes_in.clone(),
+            started: self.started,
+        })
+    }
+
+    /// Answers with a gateway-made JSON error and records it.
+    fn fail(&self, w: &ProxyWorker, route: Option<&RouteSnapshot>, err: GatewayError) -> HttpResponse {
+        let status = err.status().as_u16();
+        let elapsed = self.started.elapsed();
+        let (metrics, name) = match route {
+            Some(r) => (&r.metrics, r.name.as_str()),
+            None => (&self.snap.unmatched, "none"),
+        };
+        metrics.observe(status, elapsed.as_secs_f64());
+        w.stats.record_request(status < 500, elapsed.as_micros() as u64);
+        let res = err.response(&self.request_id);
+        if let Some(rec) = self.access_record(w, name, status) {
+            rec.emit(0);
+        }
+        res
+    }
+}
+
+/// The proxy handler (actix-web default service of the L7 listener).
+pub async fn handle(req: HttpRequest, payload: web::Payload, w: web::Data<ProxyWorker>) -> HttpResponse {
+    let started = Instant::now();
+    let snap = w.cell.load();
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut ex = Exchange {
+        request_id: headers::request_id(req.headers()),
+        fwd: headers::forwarded(&snap, peer, req.headers()),
+        snap,
+        req,
+        started,
+        backend: String::new(),
+        bytes_in: Rc::default(),
+        exceeded: Rc::default(),
+    };
+    let limits = &ex.snap.limits;
+    let uri = ex.req.uri().to_string();
+    if headers::head_size(ex.req.method().as_str(), &uri, ex.req.headers()) > limits.max_header_bytes as usize {
+        return ex.fail(&w, None, GatewayError::HeadersTooLarge);
+    }
+    let declared = ex.req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if limits.max_body_bytes > 0 && declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return ex.fail(&w, None, GatewayError::BodyTooLarge);
+    }
+
+    let snap = Arc::clone(&ex.snap);
+    let route = {
+        let req = &ex.req;
+        let hdr = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let facts = RequestFacts {
+            host: headers::request_host(req.headers(), req.uri().host()),
+            path: req.path(),
+            method: req.method().as_str(),
+            header: &hdr,
+        };
+        snap.routes.find(&facts).map(|(_, r)| r).or(snap.default_route.as_ref())
+    };
+    let Some(route) = route else {
+        return ex.fail(&w, None, GatewayError::NoRoute);
+    };
+    let target = route.choose_target();
+    if websocket::is_upgrade(&ex.req) {
+        return websocket::tunnel(&w, &mut ex, route, target, payload).await;
+    }
+    forward::forward(&w, &mut ex, route, target, payload).await
+}

@@ -1,0 +1,162 @@
+//! WebSocket (and other `Upgrade`) tunnelling. awc speaks frames, not raw upgrades, so the
+//! handshake goes over a plain TCP connection: the request head is written with the same header
+//! rules as any request, the upstream's `101` is relayed, and from then on bytes flow both ways
+//! untouched (client → upstream from the request payload, which actix delivers raw after an
+//! upgrade; upstream → client as the response body).
+
+use super::body::ResponseBody;
+use super::errors::GatewayError;
+use super::forward::{upstream_headers, upstream_path};
+use super::{Exchange, ProxyWorker};
+use actix_web::body::BodyStream;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// `GET` with `Upgrade: websocket` and `Connection: upgrade`.
+pub fn is_upgrade(req: &HttpRequest) -> bool {
+    let h = req.headers();
+    req.method() == Method::GET
+        && h.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && h.get_all("connection")
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+pub async fn tunnel(
+    w: &ProxyWorker,
+    ex: &mut Exchange,
+    route: &RouteSnapshot,
+    target: &RouteTarget,
+    mut payload: web::Payload,
+) -> HttpResponse {
+    let up = &target.upstream;
+    let mut tried = Vec::new();
+    let mut last = GatewayError::NoEligibleBackend;
+    let mut connected = None;
+    for _ in 0..=up.retry_attempts {
+        let Some(i) = up.pick(&tried) else { break };
+        tried.push(i);
+        let backend = &up.backends[i];
+        let guard = backend.begin();
+        ex.backend = backend.addr.clone();
+        match tokio::time::timeout(up.timeouts.connect.get(), TcpStream::connect(backend.addr.as_str())).await {
+            Ok(Ok(s)) => {
+                connected = Some((i, s, guard));
+                break;
+            }
+            Ok(Err(_)) => last = GatewayError::UpstreamConnect,
+            Err(_) => last = GatewayError::UpstreamTimeout,
+        }
+        backend.record_outcome(false);
+        target.counters[i].failure.inc();
+    }
+    let Some((i, mut stream, guard)) = connected else {
+        return ex.fail(w, Some(route), last);
+    };
+    let backend = guard.backend().clone();
+
+    let mut headers = HeaderMap::new();
+    upstream_headers(ex, route, &backend.addr, &mut headers, true);
+    let mut head = format!("GET {} HTTP/1.1\r\n", upstream_path(&ex.req, route)).into_bytes();
+    for (k, v) in headers.iter() {
+        head.extend_from_slice(k.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+
+    let exchange = async {
+        stream.write_all(&head).await?;
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::Error::other("upstream closed during the handshake"));
+            }
+            let mut raw = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut raw);
+            match resp.parse(&buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let status = resp.code.unwrap_or(502);
+                    let mut map = HeaderMap::new();
+                    for h in resp.headers.iter() {
+                        if let (Ok(k), Ok(v)) = (HeaderName::try_from(h.name), HeaderValue::from_bytes(h.value)) {
+                            map.append(k, v);
+                        }
+                    }
+                    let rest = buf.split_off(n).freeze();
+                    return Ok((status, map, rest));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => continue,
+                _ => return Err(std::io::Error::other("invalid upstream handshake response")),
+            }
+        }
+    };
+    let (status, resp_headers, rest) = match tokio::time::timeout(target.request_timeout, exchange).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => {
+            backend.record_outcome(false);
+            target.counters[i].failure.inc();
+            return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
+        }
+        Err(_) => {
+            backend.record_outcome(false);
+            target.counters[i].failure.inc();
+            return ex.fail(w, Some(route), GatewayError::UpstreamTimeout);
+        }
+    };
+    let success = status < 500;
+    backend.record_outcome(success);
+    target.counters[i].record(success);
+    let Ok(code) = StatusCode::from_u16(status) else {
+        return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
+    };
+    let mut builder = HttpResponse::build(code);
+    for (k, v) in resp_headers.iter() {
+        let n = k.as_str();
+        if n == "content-length" || n == "transfer-encoding" || n == "keep-alive" {
+            continue;
+        }
+        builder.append_header((k.clone(), v.clone()));
+    }
+    builder.insert_header(("x-request-id", ex.request_id.as_str()));
+    ex.record_metrics(w, route, status);
+    let record = ex.access_record(w, &route.name, status);
+    if code != StatusCode::SWITCHING_PROTOCOLS {
+        // The upstream declined the upgrade: relay its answer (the head and what came with it).
+        builder.insert_header(("connection", "close"));
+        return builder.body(rest);
+    }
+
+    let (rd, mut wr) = stream.into_split();
+    let bytes_in = ex.bytes_in.clone();
+    actix_rt::spawn(async move {
+        while let Some(Ok(chunk)) = payload.next().await {
+            bytes_in.set(bytes_in.get() + chunk.len() as u64);
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let first = futures_util::stream::iter((!rest.is_empty()).then_some(Ok::<Bytes, std::io::Error>(rest)));
+    let upstream = futures_util::stream::unfold(Some(rd), |state| async move {
+        let mut rd = state?;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some(rd))),
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let body = ResponseBody::new(Box::pin(first.chain(upstream)), record, Some(guard), ex.bytes_in.clone());
+    builder.body(BodyStream::new(body))
+}
