@@ -46,7 +46,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             _ => (arg.as_str(), None),
         };
         let mut value = |name: &str| -> Result<String, String> {
-            inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("flag {name} needs a value"))
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("flag {name} needs a value"))
         };
         match flag {
             "-config" | "--config" | "-c" => config = Some(PathBuf::from(value(flag)?)),
@@ -59,12 +62,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match sub {
         Some("version") => Ok(Command::Version),
         Some("validate") => Ok(Command::Validate { config }),
-        Some("healthcheck") => {
-            Ok(Command::Healthcheck { url: url.unwrap_or_else(|| "http://127.0.0.1:9090/health".into()) })
-        }
+        Some("healthcheck") => Ok(Command::Healthcheck {
+            url: url.unwrap_or_else(|| "http://127.0.0.1:9090/health".into()),
+        }),
         Some("demo") => Ok(Command::Run { config, demo: true }),
         _ if url.is_some() => Err("--url belongs to 'gogate healthcheck'".into()),
-        _ => Ok(Command::Run { config, demo: false }),
+        _ => Ok(Command::Run {
+            config,
+            demo: false,
+        }),
     }
 }
 
@@ -121,7 +127,9 @@ pub fn run(args: &[String]) -> i32 {
 }
 
 fn env_config() -> Option<PathBuf> {
-    std::env::var_os("GOGATE_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("GOGATE_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn serve(cfg: Config, path: Option<PathBuf>, demo: bool) -> i32 {
@@ -134,7 +142,9 @@ fn serve(cfg: Config, path: Option<PathBuf>, demo: bool) -> i32 {
                 match crate::demo::start_backend(name, SocketAddr::from(([127, 0, 0, 1], port))) {
                     Ok((h, _)) => demo_servers.push(h),
                     Err(e) => {
-                        eprintln!("gogate: cannot start demo backend {name} on 127.0.0.1:{port}: {e}");
+                        eprintln!(
+                            "gogate: cannot start demo backend {name} on 127.0.0.1:{port}: {e}"
+                        );
                         return 1;
                     }
                 }
@@ -155,7 +165,10 @@ fn serve(cfg: Config, path: Option<PathBuf>, demo: bool) -> i32 {
             }
         };
         if demo {
-            eprintln!("{}", crate::demo::banner(gw.http_addr, gw.tcp_addr, gw.admin_addr, gw.metrics_addr));
+            eprintln!(
+                "{}",
+                crate::demo::banner(gw.http_addr, gw.tcp_addr, gw.admin_addr, gw.metrics_addr)
+            );
         }
         wait_for_signal().await;
         // A second signal during the drain exits at once.
@@ -180,7 +193,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {},
@@ -215,7 +231,9 @@ pub fn healthcheck(url: &str) -> i32 {
 }
 
 fn probe(url: &str) -> Result<u16, String> {
-    let rest = url.strip_prefix("http://").ok_or("only http:// URLs are supported")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs are supported")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -227,8 +245,10 @@ fn probe(url: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("cannot resolve {authority}"))?;
     let timeout = Duration::from_secs(3);
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: gogate-healthcheck\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 64];
@@ -250,23 +270,45 @@ mod tests {
 
     #[test]
     fn config_flag_spellings() {
-        let want = Ok(Command::Run { config: Some("x.yaml".into()), demo: false });
+        let want = Ok(Command::Run {
+            config: Some("x.yaml".into()),
+            demo: false,
+        });
         assert_eq!(p(&["-config", "x.yaml"]), want);
         assert_eq!(p(&["--config", "x.yaml"]), want);
         assert_eq!(p(&["-c", "x.yaml"]), want);
         assert_eq!(p(&["--config=x.yaml"]), want);
-        assert_eq!(p(&[]), Ok(Command::Run { config: None, demo: false }));
+        assert_eq!(
+            p(&[]),
+            Ok(Command::Run {
+                config: None,
+                demo: false
+            })
+        );
     }
 
     #[test]
     fn subcommands() {
-        assert_eq!(p(&["demo"]), Ok(Command::Run { config: None, demo: true }));
-        assert_eq!(p(&["validate", "-config", "a"]), Ok(Command::Validate { config: Some("a".into()) }));
+        assert_eq!(
+            p(&["demo"]),
+            Ok(Command::Run {
+                config: None,
+                demo: true
+            })
+        );
+        assert_eq!(
+            p(&["validate", "-config", "a"]),
+            Ok(Command::Validate {
+                config: Some("a".into())
+            })
+        );
         assert_eq!(p(&["version"]), Ok(Command::Version));
         assert_eq!(p(&["--version"]), Ok(Command::Version));
         assert_eq!(
             p(&["healthcheck", "--url", "http://x/h"]),
-            Ok(Command::Healthcheck { url: "http://x/h".into() })
+            Ok(Command::Healthcheck {
+                url: "http://x/h".into()
+            })
         );
     }
 

@@ -10,22 +10,29 @@ use std::net::SocketAddr;
 async fn echo(req: HttpRequest, name: web::Data<String>) -> HttpResponse {
     let mut headers = Map::new();
     for (k, v) in req.headers() {
-        headers.insert(k.as_str().to_string(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
+        headers.insert(
+            k.as_str().to_string(),
+            Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        );
     }
-    HttpResponse::Ok().insert_header(("X-Demo-Backend", name.as_str())).json(json!({
-        "backend": name.as_str(),
-        "method": req.method().as_str(),
-        "path": req.path(),
-        "query": req.query_string(),
-        "headers": headers,
-    }))
+    HttpResponse::Ok()
+        .insert_header(("X-Demo-Backend", name.as_str()))
+        .json(json!({
+            "backend": name.as_str(),
+            "method": req.method().as_str(),
+            "path": req.path(),
+            "query": req.query_string(),
+            "headers": headers,
+        }))
 }
 
 /// Starts one echo backend named `name` on `addr` (inside an actix system).
 pub fn start_backend(name: &str, addr: SocketAddr) -> std::io::Result<(ServerHandle, SocketAddr)> {
     let name = name.to_string();
     let server = HttpServer::new(move || {
-        App::new().app_data(web::Data::new(name.clone())).default_service(web::to(echo))
+        App::new()
+            .app_data(web::Data::new(name.clone()))
+            .default_service(web::to(echo))
     })
     .workers(1)
     .disable_signals()
@@ -38,7 +45,12 @@ pub fn start_backend(name: &str, addr: SocketAddr) -> std::io::Result<(ServerHan
 }
 
 /// What the demo prints once it runs.
-pub fn banner(http: Option<SocketAddr>, tcp: Option<SocketAddr>, admin: Option<SocketAddr>, metrics: Option<SocketAddr>) -> String {
+pub fn banner(
+    http: Option<SocketAddr>,
+    tcp: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+) -> String {
     let port = |a: Option<SocketAddr>, d: u16| a.map(|a| a.port()).unwrap_or(d);
     format!(
         "\ngogate demo is running: two echo backends (demo-1 on 127.0.0.1:9001, demo-2 on 127.0.0.1:9002)\n\

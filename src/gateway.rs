@@ -64,7 +64,9 @@ fn bind(key: &str, text: &str) -> Result<std::net::TcpListener, StartError> {
 
 /// Worker count from the CPU affinity (so `taskset -c 0` gives one worker).
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Counts an L7 client connection while it is open (dropped with the connection's extensions).
@@ -75,7 +77,9 @@ struct ConnSlot {
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.stats.connections_active.fetch_sub(1, Ordering::Relaxed);
+        self.stats
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
         self.gauge.dec();
     }
 }
@@ -88,22 +92,37 @@ impl Gateway {
         let workers = opts.workers.unwrap_or_else(default_workers).max(1);
 
         // 1. Bind everything before starting anything.
-        let tcp_sock = (!s.listen_addr.is_empty()).then(|| bind("server.listenAddr", &s.listen_addr)).transpose()?;
-        let http_sock =
-            (!s.http_listen_addr.is_empty()).then(|| bind("server.httpListenAddr", &s.http_listen_addr)).transpose()?;
-        let admin_sock = s.admin.enabled.then(|| bind("server.admin.listenAddr", &s.admin.listen_addr)).transpose()?;
-        let metrics_shared = s.admin.enabled && s.metrics.enabled && s.metrics.listen_addr == s.admin.listen_addr;
+        let tcp_sock = (!s.listen_addr.is_empty())
+            .then(|| bind("server.listenAddr", &s.listen_addr))
+            .transpose()?;
+        let http_sock = (!s.http_listen_addr.is_empty())
+            .then(|| bind("server.httpListenAddr", &s.http_listen_addr))
+            .transpose()?;
+        let admin_sock = s
+            .admin
+            .enabled
+            .then(|| bind("server.admin.listenAddr", &s.admin.listen_addr))
+            .transpose()?;
+        let metrics_shared =
+            s.admin.enabled && s.metrics.enabled && s.metrics.listen_addr == s.admin.listen_addr;
         let metrics_sock = (s.metrics.enabled && !metrics_shared)
             .then(|| bind("server.metrics.listenAddr", &s.metrics.listen_addr))
             .transpose()?;
-        let local = |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let (tcp_addr, http_addr, admin_addr) = (local(&tcp_sock), local(&http_sock), local(&admin_sock));
-        let metrics_addr = if metrics_shared { admin_addr } else { local(&metrics_sock) };
+        let local =
+            |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let (tcp_addr, http_addr, admin_addr) =
+            (local(&tcp_sock), local(&http_sock), local(&admin_sock));
+        let metrics_addr = if metrics_shared {
+            admin_addr
+        } else {
+            local(&metrics_sock)
+        };
 
         // 2. Control plane.
         let metrics = Metrics::new();
         let stats = Arc::new(Stats::default());
-        let config_actor = ConfigActor::new(cfg.clone(), opts.file.clone(), Arc::clone(&metrics), &log);
+        let config_actor =
+            ConfigActor::new(cfg.clone(), opts.file.clone(), Arc::clone(&metrics), &log);
         let cell = config_actor.cell();
         let config_addr = Supervisor::start(move |_| config_actor);
         let metrics_actor = {
@@ -112,8 +131,15 @@ impl Gateway {
         };
         let listener = match tcp_sock {
             Some(sock) => {
-                let actor = ListenerActor::new(sock, cell.clone(), &metrics, Arc::clone(&stats), workers, &log)
-                    .map_err(|e| StartError(format!("server.listenAddr: {e}")))?;
+                let actor = ListenerActor::new(
+                    sock,
+                    cell.clone(),
+                    &metrics,
+                    Arc::clone(&stats),
+                    workers,
+                    &log,
+                )
+                .map_err(|e| StartError(format!("server.listenAddr: {e}")))?;
                 Some(actor.start())
             }
             None => None,
@@ -124,7 +150,11 @@ impl Gateway {
         let drain_timeout = s.shutdown.drain_timeout.get();
         let proxy_server = match http_sock {
             Some(sock) => {
-                let (cell, stats, plog) = (cell.clone(), Arc::clone(&stats), log.new(slog::o!("listener" => "http")));
+                let (cell, stats, plog) = (
+                    cell.clone(),
+                    Arc::clone(&stats),
+                    log.new(slog::o!("listener" => "http")),
+                );
                 let conn_stats = Arc::clone(&stats);
                 let conn_total = metrics.connections_total.with_label_values(&["http"]);
                 let conn_active = metrics.connections_active.with_label_values(&["http"]);
@@ -132,14 +162,21 @@ impl Gateway {
                 let server = HttpServer::new(move || {
                     // Built once per worker thread: the awc clients inside are per worker.
                     let w = ProxyWorker::new(cell.clone(), Arc::clone(&stats), plog.clone());
-                    App::new().app_data(web::Data::new(w)).default_service(web::to(proxy::handle))
+                    App::new()
+                        .app_data(web::Data::new(w))
+                        .default_service(web::to(proxy::handle))
                 })
                 .on_connect(move |_, ext| {
                     conn_total.inc();
                     conn_active.inc();
                     conn_stats.connections_total.fetch_add(1, Ordering::Relaxed);
-                    conn_stats.connections_active.fetch_add(1, Ordering::Relaxed);
-                    ext.insert(ConnSlot { stats: Arc::clone(&conn_stats), gauge: conn_active.clone() });
+                    conn_stats
+                        .connections_active
+                        .fetch_add(1, Ordering::Relaxed);
+                    ext.insert(ConnSlot {
+                        stats: Arc::clone(&conn_stats),
+                        gauge: conn_active.clone(),
+                    });
                 })
                 .workers(workers)
                 .disable_signals()
@@ -177,24 +214,35 @@ impl Gateway {
         if let Some(sock) = admin_sock {
             let st = admin_state.clone();
             let path = metrics_shared.then(|| metrics_path.clone());
-            control_servers.push(control_server(sock, "server.admin.listenAddr", move |cfg| {
-                cfg.app_data(web::Data::new(st.clone()));
-                admin::configure(cfg);
-                if let Some(p) = &path {
-                    admin::configure_metrics(cfg, p);
-                }
-            })?);
+            control_servers.push(control_server(
+                sock,
+                "server.admin.listenAddr",
+                move |cfg| {
+                    cfg.app_data(web::Data::new(st.clone()));
+                    admin::configure(cfg);
+                    if let Some(p) = &path {
+                        admin::configure_metrics(cfg, p);
+                    }
+                },
+            )?);
         }
         if let Some(sock) = metrics_sock {
             let st = admin_state.clone();
-            control_servers.push(control_server(sock, "server.metrics.listenAddr", move |cfg| {
-                cfg.app_data(web::Data::new(st.clone()));
-                admin::configure_metrics(cfg, &metrics_path);
-            })?);
+            control_servers.push(control_server(
+                sock,
+                "server.metrics.listenAddr",
+                move |cfg| {
+                    cfg.app_data(web::Data::new(st.clone()));
+                    admin::configure_metrics(cfg, &metrics_path);
+                },
+            )?);
         }
 
         ready.store(true, Ordering::Relaxed);
-        let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "disabled".into());
+        let show = |a: Option<SocketAddr>| {
+            a.map(|a| a.to_string())
+                .unwrap_or_else(|| "disabled".into())
+        };
         info!(log, "gogate started"; "version" => env!("CARGO_PKG_VERSION"),
               "tcp" => show(tcp_addr), "http" => show(http_addr), "admin" => show(admin_addr),
               "metrics" => show(metrics_addr), "workers" => workers);
@@ -246,7 +294,11 @@ impl Gateway {
     }
 }
 
-fn control_server<F>(sock: std::net::TcpListener, key: &str, routes: F) -> Result<ServerHandle, StartError>
+fn control_server<F>(
+    sock: std::net::TcpListener,
+    key: &str,
+    routes: F,
+) -> Result<ServerHandle, StartError>
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {

@@ -14,21 +14,31 @@ const MAX_SCHEDULE: usize = 1 << 16;
 
 #[derive(Debug)]
 pub enum Balancer {
-    RoundRobin { next: AtomicUsize },
-    Weighted { schedule: Vec<u32>, next: AtomicUsize },
-    LeastConnections { next: AtomicUsize },
+    RoundRobin {
+        next: AtomicUsize,
+    },
+    Weighted {
+        schedule: Vec<u32>,
+        next: AtomicUsize,
+    },
+    LeastConnections {
+        next: AtomicUsize,
+    },
 }
 
 impl Balancer {
     pub fn new(algorithm: LbAlgorithm, weights: &[u32]) -> Self {
         match algorithm {
-            LbAlgorithm::RoundRobin => Balancer::RoundRobin { next: AtomicUsize::new(0) },
-            LbAlgorithm::WeightedRoundRobin => {
-                Balancer::Weighted { schedule: smooth_schedule(weights), next: AtomicUsize::new(0) }
-            }
-            LbAlgorithm::LeastConnections => {
-                Balancer::LeastConnections { next: AtomicUsize::new(0) }
-            }
+            LbAlgorithm::RoundRobin => Balancer::RoundRobin {
+                next: AtomicUsize::new(0),
+            },
+            LbAlgorithm::WeightedRoundRobin => Balancer::Weighted {
+                schedule: smooth_schedule(weights),
+                next: AtomicUsize::new(0),
+            },
+            LbAlgorithm::LeastConnections => Balancer::LeastConnections {
+                next: AtomicUsize::new(0),
+            },
         }
     }
 
@@ -126,7 +136,9 @@ mod tests {
     use super::*;
 
     fn picks(b: &Balancer, n: usize, count: usize, eligible: impl Fn(usize) -> bool) -> Vec<usize> {
-        (0..count).filter_map(|_| b.pick(n, &eligible, |_| 0)).collect()
+        (0..count)
+            .filter_map(|_| b.pick(n, &eligible, |_| 0))
+            .collect()
     }
 
     #[test]
@@ -169,7 +181,9 @@ mod tests {
     fn least_connections_prefers_idle_and_rotates_ties() {
         let b = Balancer::new(LbAlgorithm::LeastConnections, &[1, 1, 1]);
         let load = [5i64, 1, 1];
-        let got: Vec<_> = (0..4).filter_map(|_| b.pick(3, |_| true, |i| load[i])).collect();
+        let got: Vec<_> = (0..4)
+            .filter_map(|_| b.pick(3, |_| true, |i| load[i]))
+            .collect();
         assert_eq!(got, vec![1, 1, 2, 1]);
         assert_eq!(b.pick(3, |i| i == 0, |i| load[i]), Some(0));
     }

@@ -67,9 +67,14 @@ pub fn build_snapshot(
         .map(|(i, r)| {
             let rule = RouteRule::new(&r.matcher, i);
             let timeout = r.timeouts.as_ref().and_then(|t| t.request).map(|d| d.get());
-            let targets =
-                r.upstreams.iter().map(|u| target(&r.name, &u.name, u.weight, timeout)).collect();
-            let strip = r.strip_prefix.then(|| rule.prefix().unwrap_or("/").to_string());
+            let targets = r
+                .upstreams
+                .iter()
+                .map(|u| target(&r.name, &u.name, u.weight, timeout))
+                .collect();
+            let strip = r
+                .strip_prefix
+                .then(|| rule.prefix().unwrap_or("/").to_string());
             let snap = RouteSnapshot::new(
                 r.name.clone(),
                 rule.clone(),

@@ -62,7 +62,10 @@ pub fn build_logger(cfg: &LoggingConfig) -> Logging {
     let level = Arc::new(AtomicUsize::new(to_slog(cfg.level).as_usize()));
     let (async_drain, guard) = match cfg.format {
         LogFormat::Json => {
-            let json = slog_json::Json::new(std::io::stdout()).add_default_keys().build().fuse();
+            let json = slog_json::Json::new(std::io::stdout())
+                .add_default_keys()
+                .build()
+                .fuse();
             async_from(json)
         }
         LogFormat::Text => {
@@ -71,7 +74,11 @@ pub fn build_logger(cfg: &LoggingConfig) -> Logging {
             async_from(text)
         }
     };
-    let filtered = LevelFilter { drain: async_drain, level: Arc::clone(&level) }.fuse();
+    let filtered = LevelFilter {
+        drain: async_drain,
+        level: Arc::clone(&level),
+    }
+    .fuse();
     Logging {
         logger: Logger::root(filtered, slog::o!()),
         level: LogLevelHandle(level),

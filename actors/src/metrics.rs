@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-const DURATION_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Every gogate metric family, registered once at start.
 pub struct Metrics {
@@ -37,7 +38,8 @@ pub struct Metrics {
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone())).expect("gogate metric names are unique");
+    r.register(Box::new(c.clone()))
+        .expect("gogate metric names are unique");
     c
 }
 
@@ -45,10 +47,16 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let r = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            reg(&r, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            reg(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let m = Metrics {
             requests_total: counter(
@@ -171,8 +179,11 @@ impl RouteMetrics {
     pub fn observe(&self, status: u16, seconds: f64) {
         self.listener_duration.observe(seconds);
         if let Some(slot) = self.codes.get(usize::from(status).wrapping_sub(100)) {
-            slot.get_or_init(|| self.responses.with_label_values(&[&self.name, &status.to_string()]))
-                .inc();
+            slot.get_or_init(|| {
+                self.responses
+                    .with_label_values(&[&self.name, &status.to_string()])
+            })
+            .inc();
         }
     }
 
@@ -192,8 +203,12 @@ pub struct OutcomeCounters {
 impl OutcomeCounters {
     pub fn new(m: &Metrics, listener: &str, route: &str, backend: &str) -> Self {
         OutcomeCounters {
-            success: m.requests_total.with_label_values(&[listener, route, backend, "success"]),
-            failure: m.requests_total.with_label_values(&[listener, route, backend, "failure"]),
+            success: m
+                .requests_total
+                .with_label_values(&[listener, route, backend, "success"]),
+            failure: m
+                .requests_total
+                .with_label_values(&[listener, route, backend, "failure"]),
         }
     }
 
@@ -231,9 +246,13 @@ impl MetricsActor {
         for up in snap.upstreams.values() {
             for b in &up.backends {
                 let labels = [b.upstream.as_str(), b.addr.as_str()];
-                m.backend_healthy.with_label_values(&labels).set(i64::from(b.healthy()));
+                m.backend_healthy
+                    .with_label_values(&labels)
+                    .set(i64::from(b.healthy()));
                 m.backend_active.with_label_values(&labels).set(b.active());
-                m.breaker_state.with_label_values(&labels).set(b.breaker() as i64);
+                m.breaker_state
+                    .with_label_values(&labels)
+                    .set(b.breaker() as i64);
                 *sent.entry(&b.addr).or_default() += b.bytes_sent();
                 *received.entry(&b.addr).or_default() += b.bytes_received();
             }
@@ -246,7 +265,9 @@ impl MetricsActor {
             m.backend_bytes_sent.with_label_values(&[addr]).inc_by(v);
         }
         for (addr, v) in received {
-            m.backend_bytes_received.with_label_values(&[addr]).inc_by(v);
+            m.backend_bytes_received
+                .with_label_values(&[addr])
+                .inc_by(v);
         }
     }
 }

@@ -22,6 +22,14 @@ enum PathMatch {
     Prefix(String),
 }
 
+/// Specificity sort key: host class, path class, conditions (all descending), file order.
+type Rank = (
+    Reverse<(u8, usize)>,
+    Reverse<(u8, usize)>,
+    Reverse<bool>,
+    usize,
+);
+
 /// The compiled `match:` block of one route.
 #[derive(Debug, Clone)]
 pub struct RouteRule {
@@ -63,13 +71,17 @@ impl RouteRule {
             host,
             path,
             methods: m.methods.iter().map(|s| s.to_ascii_uppercase()).collect(),
-            headers: m.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+            headers: m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
             index,
         }
     }
 
     /// Sort key: smaller sorts first (more specific first).
-    fn rank(&self) -> (Reverse<(u8, usize)>, Reverse<(u8, usize)>, Reverse<bool>, usize) {
+    fn rank(&self) -> Rank {
         let host = match &self.host {
             HostMatch::Exact(_) => (2, 0),
             HostMatch::Suffix(s) => (1, s.len()),
@@ -81,7 +93,12 @@ impl RouteRule {
             PathMatch::Any => (0, 0),
         };
         let conditions = !self.methods.is_empty() || !self.headers.is_empty();
-        (Reverse(host), Reverse(path), Reverse(conditions), self.index)
+        (
+            Reverse(host),
+            Reverse(path),
+            Reverse(conditions),
+            self.index,
+        )
     }
 
     pub fn matches(&self, req: &RequestFacts<'_>) -> bool {
@@ -102,7 +119,10 @@ impl RouteRule {
                 PathMatch::Prefix(p) => prefix_matches(p, req.path),
             }
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))
-            && self.headers.iter().all(|(k, v)| (req.header)(k) == Some(v.as_str()))
+            && self
+                .headers
+                .iter()
+                .all(|(k, v)| (req.header)(k) == Some(v.as_str()))
     }
 
     /// The prefix this rule strips with `stripPrefix`, if it is a prefix rule.
@@ -159,7 +179,10 @@ impl<T> RouteTable<T> {
 
     /// The most specific route matching the request.
     pub fn find(&self, req: &RequestFacts<'_>) -> Option<(&RouteRule, &T)> {
-        self.entries.iter().find(|(rule, _)| rule.matches(req)).map(|(r, t)| (r, t))
+        self.entries
+            .iter()
+            .find(|(rule, _)| rule.matches(req))
+            .map(|(r, t)| (r, t))
     }
 }
 
@@ -178,12 +201,23 @@ mod tests {
     }
 
     fn table(rules: Vec<MatchConfig>) -> RouteTable<usize> {
-        RouteTable::new(rules.iter().enumerate().map(|(i, r)| (RouteRule::new(r, i), i)).collect())
+        RouteTable::new(
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (RouteRule::new(r, i), i))
+                .collect(),
+        )
     }
 
     fn find(t: &RouteTable<usize>, host: Option<&str>, path: &str, method: &str) -> Option<usize> {
         let none = |_: &str| None;
-        let req = RequestFacts { host, path, method, header: &none };
+        let req = RequestFacts {
+            host,
+            path,
+            method,
+            header: &none,
+        };
         t.find(&req).map(|(_, i)| *i)
     }
 
@@ -207,7 +241,11 @@ mod tests {
 
     #[test]
     fn host_exact_beats_wildcard_beats_none() {
-        let t = table(vec![m("", "/", ""), m("*.example.com", "/", ""), m("api.example.com", "/", "")]);
+        let t = table(vec![
+            m("", "/", ""),
+            m("*.example.com", "/", ""),
+            m("api.example.com", "/", ""),
+        ]);
         assert_eq!(find(&t, Some("API.example.com"), "/", "GET"), Some(2));
         assert_eq!(find(&t, Some("a.b.example.com"), "/", "GET"), Some(1));
         assert_eq!(find(&t, Some("example.com"), "/", "GET"), Some(0));
@@ -217,12 +255,19 @@ mod tests {
     #[test]
     fn host_beats_path_specificity() {
         let t = table(vec![m("", "/api/v1", ""), m("api.example.com", "/", "")]);
-        assert_eq!(find(&t, Some("api.example.com"), "/api/v1/x", "GET"), Some(1));
+        assert_eq!(
+            find(&t, Some("api.example.com"), "/api/v1/x", "GET"),
+            Some(1)
+        );
     }
 
     #[test]
     fn exact_path_beats_longer_prefix_beats_shorter() {
-        let t = table(vec![m("", "/a", ""), m("", "/a/b", ""), m("", "", "/a/b/c")]);
+        let t = table(vec![
+            m("", "/a", ""),
+            m("", "/a/b", ""),
+            m("", "", "/a/b/c"),
+        ]);
         assert_eq!(find(&t, None, "/a/b/c", "GET"), Some(2));
         assert_eq!(find(&t, None, "/a/b/d", "GET"), Some(1));
         assert_eq!(find(&t, None, "/a/x", "GET"), Some(0));
@@ -235,11 +280,21 @@ mod tests {
         with_method.methods = vec!["POST".into()];
         let mut with_header = m("", "/x", "");
         with_header.headers = BTreeMap::from([("X-Canary".to_string(), "true".to_string())]);
-        let t = table(vec![m("", "/x", ""), with_method, m("", "/x", ""), with_header]);
+        let t = table(vec![
+            m("", "/x", ""),
+            with_method,
+            m("", "/x", ""),
+            with_header,
+        ]);
         assert_eq!(find(&t, None, "/x", "POST"), Some(1));
         assert_eq!(find(&t, None, "/x", "GET"), Some(0));
         let canary = |k: &str| (k == "x-canary").then_some("true");
-        let req = RequestFacts { host: None, path: "/x", method: "GET", header: &canary };
+        let req = RequestFacts {
+            host: None,
+            path: "/x",
+            method: "GET",
+            header: &canary,
+        };
         assert_eq!(t.find(&req).map(|(_, i)| *i), Some(3));
     }
 }

@@ -194,10 +194,17 @@ impl CompiledHeaderRules {
     /// Compiles validated rules (invalid entries cannot reach here; they are skipped if so).
     pub fn new(rules: &gogate_config::HeaderRules) -> Self {
         let pair = |(k, v): (&String, &String)| {
-            Some((HeaderName::try_from(k.as_str()).ok()?, HeaderValue::try_from(v.as_str()).ok()?))
+            Some((
+                HeaderName::try_from(k.as_str()).ok()?,
+                HeaderValue::try_from(v.as_str()).ok()?,
+            ))
         };
         CompiledHeaderRules {
-            remove: rules.remove.iter().filter_map(|k| HeaderName::try_from(k.as_str()).ok()).collect(),
+            remove: rules
+                .remove
+                .iter()
+                .filter_map(|k| HeaderName::try_from(k.as_str()).ok())
+                .collect(),
             set: rules.set.iter().filter_map(pair).collect(),
             add: rules.add.iter().filter_map(pair).collect(),
         }

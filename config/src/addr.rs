@@ -12,14 +12,19 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
     if let Some(port) = t.strip_prefix("localhost:") {
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), parse_port(port, text)?));
+        return Ok(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            parse_port(port, text)?,
+        ));
     }
     if let Some(port) = t.strip_prefix("0.0.0.0:").or_else(|| t.strip_prefix("*:")) {
         let port = parse_port(port, text)?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
     t.parse::<SocketAddr>().map_err(|_| {
-        format!("invalid listen address {text:?}; expected \":PORT\", \"IP:PORT\" or \"[IPv6]:PORT\"")
+        format!(
+            "invalid listen address {text:?}; expected \":PORT\", \"IP:PORT\" or \"[IPv6]:PORT\""
+        )
     })
 }
 
@@ -30,7 +35,9 @@ fn parse_port(port: &str, text: &str) -> Result<u16, String> {
 
 /// Checks a backend address `host:port` (host an IP, `[IPv6]` or a DNS name; port 1-65535).
 pub fn check_backend_addr(text: &str) -> Result<(), String> {
-    let bad = || format!("invalid backend address {text:?}; expected \"host:port\", e.g. \"127.0.0.1:9001\"");
+    let bad = || {
+        format!("invalid backend address {text:?}; expected \"host:port\", e.g. \"127.0.0.1:9001\"")
+    };
     if text.parse::<SocketAddr>().is_ok() {
         return match text.parse::<SocketAddr>() {
             Ok(a) if a.port() == 0 => Err(format!("backend address {text:?} has port 0")),
@@ -47,7 +54,9 @@ pub fn check_backend_addr(text: &str) -> Result<(), String> {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                 && !label.starts_with('-')
         });
     if valid_host {
@@ -88,11 +97,19 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -106,10 +123,19 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(parse_listen_addr(":8080").unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            parse_listen_addr(":8080").unwrap().to_string(),
+            "0.0.0.0:8080"
+        );
         assert_eq!(parse_listen_addr("127.0.0.1:0").unwrap().port(), 0);
-        assert_eq!(parse_listen_addr("[::1]:90").unwrap().to_string(), "[::1]:90");
-        assert_eq!(parse_listen_addr("localhost:9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(
+            parse_listen_addr("[::1]:90").unwrap().to_string(),
+            "[::1]:90"
+        );
+        assert_eq!(
+            parse_listen_addr("localhost:9").unwrap().to_string(),
+            "127.0.0.1:9"
+        );
         assert!(parse_listen_addr("8080").is_err());
         assert!(parse_listen_addr(":99999").is_err());
         assert!(parse_listen_addr("example.com:80").is_err());
@@ -117,10 +143,24 @@ mod tests {
 
     #[test]
     fn backend_addresses() {
-        for ok in ["127.0.0.1:9001", "[::1]:80", "api.internal:8080", "svc-a.ns.svc:80"] {
+        for ok in [
+            "127.0.0.1:9001",
+            "[::1]:80",
+            "api.internal:8080",
+            "svc-a.ns.svc:80",
+        ] {
             assert!(check_backend_addr(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "127.0.0.1", "host:", ":80", "host:0", "a b:80", "host:x", "-a:80"] {
+        for bad in [
+            "",
+            "127.0.0.1",
+            "host:",
+            ":80",
+            "host:0",
+            "a b:80",
+            "host:x",
+            "-a:80",
+        ] {
             assert!(check_backend_addr(bad).is_err(), "{bad}");
         }
     }
@@ -132,7 +172,9 @@ mod tests {
         assert!(!net.contains("11.0.0.1".parse().unwrap()));
         assert!(net.contains("::ffff:10.0.0.1".parse().unwrap()));
         assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("nope").is_err());
     }

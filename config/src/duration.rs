@@ -73,7 +73,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn from_secs_f64(secs: f64, text: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("duration {text:?} must be a positive number of seconds"));
+        return Err(format!(
+            "duration {text:?} must be a positive number of seconds"
+        ));
     }
     if secs > 365.0 * 24.0 * 3600.0 {
         return Err(format!("duration {text:?} is longer than a year"));
@@ -91,7 +93,7 @@ impl fmt::Display for Dur {
         if ms == 0 {
             return write!(f, "{}us", self.0.as_micros());
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let mut s = self.0.as_secs();
@@ -124,16 +126,22 @@ impl<'de> Deserialize<'de> for Dur {
         impl de::Visitor<'_> for V {
             type Value = Dur;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"500ms\", \"5s\", \"1m30s\" or a number of seconds")
+                f.write_str(
+                    "a duration such as \"500ms\", \"5s\", \"1m30s\" or a number of seconds",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
                 parse_duration(v).map(Dur).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                from_secs_f64(v as f64, &v.to_string()).map(Dur).map_err(E::custom)
+                from_secs_f64(v as f64, &v.to_string())
+                    .map(Dur)
+                    .map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                from_secs_f64(v as f64, &v.to_string()).map(Dur).map_err(E::custom)
+                from_secs_f64(v as f64, &v.to_string())
+                    .map(Dur)
+                    .map_err(E::custom)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
                 from_secs_f64(v, &v.to_string()).map(Dur).map_err(E::custom)

@@ -17,7 +17,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { file: None, line: None, column: None, path: path.into(), message: message.into() }
+        Self {
+            file: None,
+            line: None,
+            column: None,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -153,26 +153,45 @@ impl Config {
             return base;
         }
         let Some(up) = self.upstreams.get(name) else {
-            return UpstreamSettings { backends: Vec::new(), ..base };
+            return UpstreamSettings {
+                backends: Vec::new(),
+                ..base
+            };
         };
         UpstreamSettings {
             name: name.to_string(),
             backends: up.backends.clone(),
             load_balancer: up.load_balancer.unwrap_or(s.load_balancer),
-            health: up.health.as_ref().map_or(base.health.clone(), |o| s.health.merged(o)),
+            health: up
+                .health
+                .as_ref()
+                .map_or(base.health.clone(), |o| s.health.merged(o)),
             circuit_breaker: up
                 .circuit_breaker
                 .as_ref()
-                .map_or(base.circuit_breaker.clone(), |o| s.circuit_breaker.merged(o)),
-            retry: up.retry.as_ref().map_or(base.retry.clone(), |o| s.retry.merged(o)),
-            timeouts: up.timeouts.as_ref().map_or(base.timeouts.clone(), |o| s.timeouts.merged(o)),
-            tcp_pool: up.tcp_pool.as_ref().map_or(base.tcp_pool.clone(), |o| s.tcp_pool.merged(o)),
+                .map_or(base.circuit_breaker.clone(), |o| {
+                    s.circuit_breaker.merged(o)
+                }),
+            retry: up
+                .retry
+                .as_ref()
+                .map_or(base.retry.clone(), |o| s.retry.merged(o)),
+            timeouts: up
+                .timeouts
+                .as_ref()
+                .map_or(base.timeouts.clone(), |o| s.timeouts.merged(o)),
+            tcp_pool: up
+                .tcp_pool
+                .as_ref()
+                .map_or(base.tcp_pool.clone(), |o| s.tcp_pool.merged(o)),
         }
     }
 
     /// Names of every upstream, `default` first.
     pub fn upstream_names(&self) -> Vec<String> {
-        std::iter::once(DEFAULT_UPSTREAM.to_string()).chain(self.upstreams.keys().cloned()).collect()
+        std::iter::once(DEFAULT_UPSTREAM.to_string())
+            .chain(self.upstreams.keys().cloned())
+            .collect()
     }
 
     /// The config as JSON with secrets replaced by `"<redacted>"` (for `GET /config`).

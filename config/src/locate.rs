@@ -33,7 +33,10 @@ fn parse_path(path: &str) -> Vec<Step> {
 /// camelCase and snake_case spellings compare equal; `listen` is the alias of `listenAddr`.
 fn key_matches(written: &str, wanted: &str) -> bool {
     let norm = |s: &str| -> String {
-        s.chars().filter(|c| *c != '_' && *c != '-').flat_map(|c| c.to_lowercase()).collect()
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(|c| c.to_lowercase())
+            .collect()
     };
     let (w, k) = (norm(written), norm(wanted));
     w == k
@@ -56,7 +59,11 @@ fn significant_lines(text: &str) -> Vec<Line<'_>> {
             if trimmed.is_empty() || trimmed.starts_with('#') || trimmed == "---" {
                 return None;
             }
-            Some(Line { number: i + 1, indent: raw.len() - trimmed.len(), text: trimmed })
+            Some(Line {
+                number: i + 1,
+                indent: raw.len() - trimmed.len(),
+                text: trimmed,
+            })
         })
         .collect()
 }
@@ -126,9 +133,17 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
             j += 1;
         }
         // A sequence item's first key sits on the dash line itself; include it.
-        start = if matches!(step, Step::Index(_)) { i } else { i + 1 };
+        start = if matches!(step, Step::Index(_)) {
+            i
+        } else {
+            i + 1
+        };
         end = j;
-        min_indent = if matches!(step, Step::Index(_)) { own_indent } else { own_indent + 1 };
+        min_indent = if matches!(step, Step::Index(_)) {
+            own_indent
+        } else {
+            own_indent + 1
+        };
     }
     found
 }

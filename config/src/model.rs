@@ -214,7 +214,12 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { enabled: false, rate: 1000.0, burst: 100, key_by: KeyBy::Global }
+        Self {
+            enabled: false,
+            rate: 1000.0,
+            burst: 100,
+            key_by: KeyBy::Global,
+        }
     }
 }
 
@@ -260,7 +265,11 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { enabled: true, listen_addr: "127.0.0.1:9090".into(), token: String::new() }
+        Self {
+            enabled: true,
+            listen_addr: "127.0.0.1:9090".into(),
+            token: String::new(),
+        }
     }
 }
 
@@ -276,7 +285,11 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { enabled: true, listen_addr: ":9091".into(), path: "/metrics".into() }
+        Self {
+            enabled: true,
+            listen_addr: ":9091".into(),
+            path: "/metrics".into(),
+        }
     }
 }
 
@@ -344,7 +357,9 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { drain_timeout: Dur::secs(30) }
+        Self {
+            drain_timeout: Dur::secs(30),
+        }
     }
 }
 
@@ -484,6 +499,10 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self { level: LogLevel::Info, format: LogFormat::Json, access_log: true }
+        Self {
+            level: LogLevel::Info,
+            format: LogFormat::Json,
+            access_log: true,
+        }
     }
 }

@@ -124,7 +124,8 @@ mod tests {
             check_type: CheckType::Http,
             ..HealthConfig::default()
         };
-        let over: HealthOverride = serde_yaml::from_str("timeout: 1s\nhealthy_threshold: 4").unwrap();
+        let over: HealthOverride =
+            serde_yaml::from_str("timeout: 1s\nhealthy_threshold: 4").unwrap();
         let merged = server.merged(&over);
         assert_eq!(merged.interval, Dur::secs(10));
         assert_eq!(merged.timeout, Dur::secs(1));
@@ -135,6 +136,9 @@ mod tests {
     #[test]
     fn override_rejects_unknown_keys() {
         let err = serde_yaml::from_str::<HealthOverride>("intervall: 1s").unwrap_err();
-        assert!(err.to_string().contains("unknown field `intervall`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `intervall`"),
+            "{err}"
+        );
     }
 }

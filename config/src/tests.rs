@@ -9,7 +9,9 @@ fn load(text: &str) -> Result<Config, ConfigErrors> {
 }
 
 fn err_text(text: &str) -> String {
-    load(text).expect_err("config should be rejected").to_string()
+    load(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 const BASE: &str = "server:\n  backends:\n    - addr: \"127.0.0.1:9001\"\n";
@@ -70,12 +72,17 @@ fn unknown_load_balancer_lists_allowed() {
 
 #[test]
 fn bad_values_are_located() {
-    let e = err_text("server:\n  backends:\n    - addr: \"127.0.0.1:9001\"\n    - addr: \"nope\"\n");
+    let e =
+        err_text("server:\n  backends:\n    - addr: \"127.0.0.1:9001\"\n    - addr: \"nope\"\n");
     assert!(e.contains("test.yaml:4:7: server.backends[1].addr"), "{e}");
     let e = err_text("server:\n  backends: [{addr: \"a:1\"}]\n  health:\n    interval: 0s\n");
     assert!(e.contains("greater than zero"), "{e}");
-    let e = err_text("server:\n  backends: [{addr: \"a:1\"}]\n  health:\n    healthyThreshold: 0\n");
-    assert!(e.contains("server.health.healthyThreshold: 0 is out of range"), "{e}");
+    let e =
+        err_text("server:\n  backends: [{addr: \"a:1\"}]\n  health:\n    healthyThreshold: 0\n");
+    assert!(
+        e.contains("server.health.healthyThreshold: 0 is out of range"),
+        "{e}"
+    );
     let e = err_text("server:\n  backends: [{addr: \"a:1\", weight: -1}]\n");
     assert!(e.contains("weight"), "{e}");
 }
@@ -89,7 +96,9 @@ fn every_error_is_reported() {
 
 #[test]
 fn listener_conflicts_are_errors_but_admin_may_share_with_metrics() {
-    let e = err_text(&format!("{BASE}  listenAddr: \":7000\"\n  httpListenAddr: \"127.0.0.1:7000\"\n"));
+    let e = err_text(&format!(
+        "{BASE}  listenAddr: \":7000\"\n  httpListenAddr: \"127.0.0.1:7000\"\n"
+    ));
     assert!(e.contains("conflicts"), "{e}");
     let ok = format!("{BASE}  admin: {{listenAddr: \"127.0.0.1:7100\"}}\n  metrics: {{listenAddr: \"127.0.0.1:7100\"}}\n");
     assert!(load(&ok).is_ok());
@@ -99,8 +108,13 @@ fn listener_conflicts_are_errors_but_admin_may_share_with_metrics() {
 
 #[test]
 fn routes_reference_known_upstreams() {
-    let e = err_text(&format!("{BASE}routes:\n  - name: a\n    upstreams: [{{name: nope}}]\n"));
-    assert!(e.contains("routes[0].upstreams[0].name: unknown upstream \"nope\""), "{e}");
+    let e = err_text(&format!(
+        "{BASE}routes:\n  - name: a\n    upstreams: [{{name: nope}}]\n"
+    ));
+    assert!(
+        e.contains("routes[0].upstreams[0].name: unknown upstream \"nope\""),
+        "{e}"
+    );
     let e = err_text(&format!("{BASE}routes:\n  - name: a\n    match: {{path: /x, pathPrefix: /y}}\n    upstreams: [{{name: default}}]\n"));
     assert!(e.contains("not both"), "{e}");
     let e = err_text(&format!("{BASE}routes:\n  - name: a\n    upstreams: [{{name: default}}]\n  - name: a\n    upstreams: [{{name: default}}]\n"));
@@ -120,7 +134,10 @@ fn unnamed_routes_get_positional_names_and_methods_are_uppercased() {
 fn later_features_are_refused_not_ignored() {
     for (snippet, needle) in [
         ("  rateLimit: {enabled: true}\n", "server.rateLimit.enabled"),
-        ("  circuitBreaker: {enabled: true}\n", "server.circuitBreaker.enabled"),
+        (
+            "  circuitBreaker: {enabled: true}\n",
+            "server.circuitBreaker.enabled",
+        ),
         ("  tls: {enabled: true}\n", "server.tls.enabled"),
         ("  registry: {enabled: true}\n", "server.registry.enabled"),
     ] {
@@ -128,7 +145,10 @@ fn later_features_are_refused_not_ignored() {
         assert!(e.contains(needle) && e.contains("not supported yet"), "{e}");
     }
     let e = err_text(&format!("{BASE}jwt:\n  secret: x\n"));
-    assert!(e.contains("jwt: JWT authentication is not supported yet"), "{e}");
+    assert!(
+        e.contains("jwt: JWT authentication is not supported yet"),
+        "{e}"
+    );
     assert!(load(&format!("{BASE}  rateLimit: {{enabled: false, rate: 5}}\n")).is_ok());
 }
 
@@ -154,7 +174,9 @@ fn upstream_overrides_inherit_server_settings() {
 
 #[test]
 fn reserved_and_empty_upstreams_are_rejected() {
-    let e = err_text(&format!("{BASE}upstreams:\n  default:\n    backends: [{{addr: \"a:1\"}}]\n"));
+    let e = err_text(&format!(
+        "{BASE}upstreams:\n  default:\n    backends: [{{addr: \"a:1\"}}]\n"
+    ));
     assert!(e.contains("reserved"), "{e}");
     let e = err_text(&format!("{BASE}upstreams:\n  empty: {{}}\n"));
     assert!(e.contains("upstreams.empty.backends"), "{e}");
@@ -171,7 +193,10 @@ fn l4_without_backends_must_be_disabled_explicitly() {
 fn redaction_hides_the_admin_token() {
     let c = load(&format!("{BASE}  admin: {{token: s3cret}}\n")).unwrap();
     let json = c.redacted_json().to_string();
-    assert!(!json.contains("s3cret") && json.contains("<redacted>"), "{json}");
+    assert!(
+        !json.contains("s3cret") && json.contains("<redacted>"),
+        "{json}"
+    );
 }
 
 #[test]

@@ -12,12 +12,20 @@ use std::net::SocketAddr;
 /// Largest backend or split weight (bounds the smooth weighted round-robin schedule).
 pub const MAX_WEIGHT: u32 = 10_000;
 /// Admin routes the metrics path may not shadow when both share a listener.
-const ADMIN_PATHS: &[&str] = &["/health", "/ready", "/stats", "/backends", "/config", "/reload"];
+const ADMIN_PATHS: &[&str] = &[
+    "/health",
+    "/ready",
+    "/stats",
+    "/backends",
+    "/config",
+    "/reload",
+];
 
 /// RFC 9110 token (header names, methods).
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A header value we are willing to send: visible ASCII, spaces and tabs, no CR/LF.
@@ -82,7 +90,14 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if s.backends.is_empty() && !s.listen_addr.is_empty() && !registry {
         v.err("server.listenAddr", "the L4 listener forwards to server.backends, which is empty; add backends or set listenAddr: \"\" to disable L4");
     }
-    sections(&mut v, "server", &s.health, &s.circuit_breaker, &s.retry, &s.tcp_pool);
+    sections(
+        &mut v,
+        "server",
+        &s.health,
+        &s.circuit_breaker,
+        &s.retry,
+        &s.tcp_pool,
+    );
     for (i, cidr) in s.trusted_proxies.iter().enumerate() {
         if let Err(e) = Cidr::parse(cidr) {
             v.err(format!("server.trustedProxies[{i}]"), e);
@@ -93,19 +108,41 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     for (name, up) in &cfg.upstreams {
         let path = format!("upstreams.{name}");
         if name == "default" {
-            v.err(&path, "\"default\" is reserved for server.backends; choose another name");
-        } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-            v.err(&path, "upstream names may use letters, digits, '.', '_' and '-'");
+            v.err(
+                &path,
+                "\"default\" is reserved for server.backends; choose another name",
+            );
+        } else if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            v.err(
+                &path,
+                "upstream names may use letters, digits, '.', '_' and '-'",
+            );
         }
         if up.backends.is_empty() && !registry {
-            v.err(format!("{path}.backends"), "an upstream needs at least one backend");
+            v.err(
+                format!("{path}.backends"),
+                "an upstream needs at least one backend",
+            );
         }
         backends(&mut v, &format!("{path}.backends"), &up.backends);
         let eff = cfg.upstream_settings(name);
         if up.circuit_breaker.as_ref().and_then(|c| c.enabled) == Some(true) {
-            v.not_yet(&format!("{path}.circuitBreaker.enabled"), "the circuit breaker");
+            v.not_yet(
+                &format!("{path}.circuitBreaker.enabled"),
+                "the circuit breaker",
+            );
         }
-        sections(&mut v, &path, &eff.health, &eff.circuit_breaker, &eff.retry, &eff.tcp_pool);
+        sections(
+            &mut v,
+            &path,
+            &eff.health,
+            &eff.circuit_breaker,
+            &eff.retry,
+            &eff.tcp_pool,
+        );
     }
 
     routes(&mut v, cfg);
@@ -114,10 +151,11 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
 
 fn listeners(v: &mut Validator, s: &ServerConfig) {
     let mut bound: Vec<(&str, SocketAddr)> = Vec::new();
-    let mut check = |v: &mut Validator, path: &'static str, text: &str| match parse_listen_addr(text) {
-        Ok(a) => bound.push((path, a)),
-        Err(e) => v.err(path, e),
-    };
+    let mut check =
+        |v: &mut Validator, path: &'static str, text: &str| match parse_listen_addr(text) {
+            Ok(a) => bound.push((path, a)),
+            Err(e) => v.err(path, e),
+        };
     if !s.listen_addr.is_empty() {
         check(v, "server.listenAddr", &s.listen_addr);
     }
@@ -134,7 +172,10 @@ fn listeners(v: &mut Validator, s: &ServerConfig) {
         }
     }
     let shared_ok = |a: &str, b: &str| {
-        matches!((a, b), ("server.admin.listenAddr", "server.metrics.listenAddr"))
+        matches!(
+            (a, b),
+            ("server.admin.listenAddr", "server.metrics.listenAddr")
+        )
     };
     for (i, (pa, a)) in bound.iter().enumerate() {
         for (pb, b) in &bound[i + 1..] {
@@ -160,10 +201,16 @@ fn backends(v: &mut Validator, path: &str, list: &[BackendConfig]) {
             v.err(format!("{path}[{i}].addr"), e);
         }
         if b.weight > MAX_WEIGHT {
-            v.err(format!("{path}[{i}].weight"), format!("{} is too large; allowed 0 to {MAX_WEIGHT}", b.weight));
+            v.err(
+                format!("{path}[{i}].weight"),
+                format!("{} is too large; allowed 0 to {MAX_WEIGHT}", b.weight),
+            );
         }
         if !seen.insert(b.addr.as_str()) {
-            v.err(format!("{path}[{i}].addr"), format!("backend {} is listed twice", b.addr));
+            v.err(
+                format!("{path}[{i}].addr"),
+                format!("backend {} is listed twice", b.addr),
+            );
         }
     }
 }
@@ -181,26 +228,74 @@ fn sections(
             v.err(path, format!("{val} is out of range; allowed {lo} to {hi}"));
         }
     };
-    range(v, format!("{base}.health.unhealthyThreshold"), h.unhealthy_threshold, 1, 100);
-    range(v, format!("{base}.health.healthyThreshold"), h.healthy_threshold, 1, 100);
+    range(
+        v,
+        format!("{base}.health.unhealthyThreshold"),
+        h.unhealthy_threshold,
+        1,
+        100,
+    );
+    range(
+        v,
+        format!("{base}.health.healthyThreshold"),
+        h.healthy_threshold,
+        1,
+        100,
+    );
     if h.timeout > h.interval {
-        v.err(format!("{base}.health.timeout"), format!("{} is longer than health.interval ({})", h.timeout, h.interval));
+        v.err(
+            format!("{base}.health.timeout"),
+            format!(
+                "{} is longer than health.interval ({})",
+                h.timeout, h.interval
+            ),
+        );
     }
     if h.check_type == CheckType::Http && !h.http_path.starts_with('/') {
         v.err(format!("{base}.health.httpPath"), "must start with '/'");
     }
-    range(v, format!("{base}.circuitBreaker.failureThreshold"), cb.failure_threshold, 1, 10_000);
-    range(v, format!("{base}.circuitBreaker.successThreshold"), cb.success_threshold, 1, 1_000);
+    range(
+        v,
+        format!("{base}.circuitBreaker.failureThreshold"),
+        cb.failure_threshold,
+        1,
+        10_000,
+    );
+    range(
+        v,
+        format!("{base}.circuitBreaker.successThreshold"),
+        cb.success_threshold,
+        1,
+        1_000,
+    );
     range(v, format!("{base}.retry.attempts"), retry.attempts, 0, 10);
-    range(v, format!("{base}.tcpPool.maxIdle"), pool.max_idle, 0, 100_000);
+    range(
+        v,
+        format!("{base}.tcpPool.maxIdle"),
+        pool.max_idle,
+        0,
+        100_000,
+    );
 }
 
 fn limits(v: &mut Validator, l: &LimitsConfig) {
     if l.max_connections == 0 || l.max_connections > 1_000_000 {
-        v.err("server.limits.maxConnections", format!("{} is out of range; allowed 1 to 1000000", l.max_connections));
+        v.err(
+            "server.limits.maxConnections",
+            format!(
+                "{} is out of range; allowed 1 to 1000000",
+                l.max_connections
+            ),
+        );
     }
     if !(1024..=MAX_HEADER_BYTES_LIMIT).contains(&l.max_header_bytes) {
-        v.err("server.limits.maxHeaderBytes", format!("{} is out of range; allowed 1024 to {MAX_HEADER_BYTES_LIMIT}", l.max_header_bytes));
+        v.err(
+            "server.limits.maxHeaderBytes",
+            format!(
+                "{} is out of range; allowed 1024 to {MAX_HEADER_BYTES_LIMIT}",
+                l.max_header_bytes
+            ),
+        );
     }
 }
 
@@ -212,51 +307,91 @@ fn routes(v: &mut Validator, cfg: &Config) {
     for (i, r) in cfg.routes.iter().enumerate() {
         let p = format!("routes[{i}]");
         if !names.insert(r.name.as_str()) {
-            v.err(format!("{p}.name"), format!("route name {:?} is used twice", r.name));
+            v.err(
+                format!("{p}.name"),
+                format!("route name {:?} is used twice", r.name),
+            );
         }
         let m = &r.matcher;
         if !m.host.is_empty() && !valid_host_pattern(&m.host) {
             v.err(format!("{p}.match.host"), format!("invalid host {:?}; expected a host name such as \"api.example.com\" or \"*.example.com\" (no port)", m.host));
         }
         if !m.path.is_empty() && !m.path_prefix.is_empty() {
-            v.err(format!("{p}.match.path"), "set either path (exact) or pathPrefix, not both");
+            v.err(
+                format!("{p}.match.path"),
+                "set either path (exact) or pathPrefix, not both",
+            );
         }
         for (key, val) in [("path", &m.path), ("pathPrefix", &m.path_prefix)] {
             if !val.is_empty() && (!val.starts_with('/') || val.contains(['?', '#', ' '])) {
-                v.err(format!("{p}.match.{key}"), format!("{val:?} must start with '/' and contain no '?', '#' or spaces"));
+                v.err(
+                    format!("{p}.match.{key}"),
+                    format!("{val:?} must start with '/' and contain no '?', '#' or spaces"),
+                );
             }
         }
         for (j, meth) in m.methods.iter().enumerate() {
             if !is_token(meth) {
-                v.err(format!("{p}.match.methods[{j}]"), format!("{meth:?} is not an HTTP method"));
+                v.err(
+                    format!("{p}.match.methods[{j}]"),
+                    format!("{meth:?} is not an HTTP method"),
+                );
             }
         }
         header_map(v, &format!("{p}.match.headers"), &m.headers);
         if r.strip_prefix && m.path_prefix.is_empty() {
-            v.err(format!("{p}.stripPrefix"), "needs match.pathPrefix (the prefix to strip)");
+            v.err(
+                format!("{p}.stripPrefix"),
+                "needs match.pathPrefix (the prefix to strip)",
+            );
         }
         let mut total = 0u64;
         let mut seen = HashSet::new();
         for (j, u) in r.upstreams.iter().enumerate() {
             if u.name != "default" && !cfg.upstreams.contains_key(&u.name) {
-                let known: Vec<&str> = std::iter::once("default").chain(cfg.upstreams.keys().map(String::as_str)).collect();
-                v.err(format!("{p}.upstreams[{j}].name"), format!("unknown upstream {:?}; defined: {}", u.name, known.join(", ")));
+                let known: Vec<&str> = std::iter::once("default")
+                    .chain(cfg.upstreams.keys().map(String::as_str))
+                    .collect();
+                v.err(
+                    format!("{p}.upstreams[{j}].name"),
+                    format!(
+                        "unknown upstream {:?}; defined: {}",
+                        u.name,
+                        known.join(", ")
+                    ),
+                );
             }
-            if u.name == "default" && cfg.server.backends.is_empty() && !cfg.server.registry.enabled {
-                v.err(format!("{p}.upstreams[{j}].name"), "the default upstream (server.backends) has no backends");
+            if u.name == "default" && cfg.server.backends.is_empty() && !cfg.server.registry.enabled
+            {
+                v.err(
+                    format!("{p}.upstreams[{j}].name"),
+                    "the default upstream (server.backends) has no backends",
+                );
             }
             if u.weight > MAX_WEIGHT {
-                v.err(format!("{p}.upstreams[{j}].weight"), format!("{} is too large; allowed 0 to {MAX_WEIGHT}", u.weight));
+                v.err(
+                    format!("{p}.upstreams[{j}].weight"),
+                    format!("{} is too large; allowed 0 to {MAX_WEIGHT}", u.weight),
+                );
             }
             if !seen.insert(u.name.as_str()) {
-                v.err(format!("{p}.upstreams[{j}].name"), format!("upstream {:?} is listed twice", u.name));
+                v.err(
+                    format!("{p}.upstreams[{j}].name"),
+                    format!("upstream {:?} is listed twice", u.name),
+                );
             }
             total += u64::from(u.weight);
         }
         if r.upstreams.is_empty() {
-            v.err(format!("{p}.upstreams"), "a route needs at least one upstream, e.g. [{name: default}]");
+            v.err(
+                format!("{p}.upstreams"),
+                "a route needs at least one upstream, e.g. [{name: default}]",
+            );
         } else if total == 0 {
-            v.err(format!("{p}.upstreams"), "the weights add up to 0; at least one must be positive");
+            v.err(
+                format!("{p}.upstreams"),
+                "the weights add up to 0; at least one must be positive",
+            );
         }
         header_rules(v, &format!("{p}.requestHeaders"), &r.request_headers);
         header_rules(v, &format!("{p}.responseHeaders"), &r.response_headers);
@@ -279,7 +414,9 @@ fn valid_host_pattern(host: &str) -> bool {
     let name = host.strip_prefix("*.").unwrap_or(host);
     !name.is_empty()
         && name.split('.').all(|l| {
-            !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
@@ -289,7 +426,10 @@ fn header_map(v: &mut Validator, path: &str, map: &BTreeMap<String, String>) {
             v.err(format!("{path}.{name}"), "is not a valid header name");
         }
         if !is_header_value(value) {
-            v.err(format!("{path}.{name}"), "value must be visible ASCII without line breaks");
+            v.err(
+                format!("{path}.{name}"),
+                "value must be visible ASCII without line breaks",
+            );
         }
     }
 }
@@ -299,7 +439,10 @@ fn header_rules(v: &mut Validator, path: &str, rules: &HeaderRules) {
     header_map(v, &format!("{path}.add"), &rules.add);
     for (i, name) in rules.remove.iter().enumerate() {
         if !is_token(name) {
-            v.err(format!("{path}.remove[{i}]"), format!("{name:?} is not a valid header name"));
+            v.err(
+                format!("{path}.remove[{i}]"),
+                format!("{name:?} is not a valid header name"),
+            );
         }
     }
 }

@@ -64,7 +64,7 @@ async fn ready(s: web::Data<AdminState>) -> HttpResponse {
 
 macro_rules! authorized {
     ($req:expr, $s:expr) => {
-        if let Err(res) = auth::authorize(&$req, $s.token.as_deref()) {
+        if let Some(res) = auth::denial(&$req, $s.token.as_deref()) {
             return res;
         }
     };
@@ -138,20 +138,50 @@ async fn backends(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok().json(list)
 }
 
-async fn set_drain(req: HttpRequest, s: web::Data<AdminState>, addr: String, drain: bool) -> HttpResponse {
+async fn set_drain(
+    req: HttpRequest,
+    s: web::Data<AdminState>,
+    addr: String,
+    drain: bool,
+) -> HttpResponse {
     authorized!(req, s);
-    match s.config_actor.send(SetDrain { addr: addr.clone(), drain }).await {
-        Ok(Ok(n)) => HttpResponse::Ok().json(json!({"addr": addr, "draining": drain, "backends": n})),
-        Ok(Err(_)) => json_error(StatusCode::NOT_FOUND, &format!("unknown backend {addr}"), ""),
-        Err(_) => json_error(StatusCode::SERVICE_UNAVAILABLE, "configuration actor unavailable", ""),
+    match s
+        .config_actor
+        .send(SetDrain {
+            addr: addr.clone(),
+            drain,
+        })
+        .await
+    {
+        Ok(Ok(n)) => {
+            HttpResponse::Ok().json(json!({"addr": addr, "draining": drain, "backends": n}))
+        }
+        Ok(Err(_)) => json_error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown backend {addr}"),
+            "",
+        ),
+        Err(_) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "configuration actor unavailable",
+            "",
+        ),
     }
 }
 
-async fn drain(req: HttpRequest, s: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
+async fn drain(
+    req: HttpRequest,
+    s: web::Data<AdminState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     set_drain(req, s, path.into_inner(), true).await
 }
 
-async fn undrain(req: HttpRequest, s: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
+async fn undrain(
+    req: HttpRequest,
+    s: web::Data<AdminState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     set_drain(req, s, path.into_inner(), false).await
 }
 
@@ -165,13 +195,23 @@ async fn config(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
             "last_reload": Value::Null,
             "config": info.config.redacted_json(),
         })),
-        Err(_) => json_error(StatusCode::SERVICE_UNAVAILABLE, "configuration actor unavailable", ""),
+        Err(_) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "configuration actor unavailable",
+            "",
+        ),
     }
 }
 
 async fn metrics(s: web::Data<AdminState>) -> HttpResponse {
     match s.metrics_actor.send(GetMetricsText).await {
-        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
-        Err(_) => json_error(StatusCode::SERVICE_UNAVAILABLE, "metrics actor unavailable", ""),
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(_) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics actor unavailable",
+            "",
+        ),
     }
 }

@@ -27,7 +27,11 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
 }
 
 pub fn system_time_rfc3339(t: SystemTime) -> String {
-    rfc3339_ms(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+    rfc3339_ms(
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
 }
 
 #[cfg(test)]

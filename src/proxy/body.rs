@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use gogate_actors::ActiveGuard;
 use slog::{info, Logger};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -25,7 +25,12 @@ pub struct LimitedBody<S> {
 impl<S> LimitedBody<S> {
     /// `limit` 0 = unlimited.
     pub fn new(inner: S, limit: u64) -> Self {
-        LimitedBody { inner, seen: Rc::default(), limit, exceeded: Rc::default() }
+        LimitedBody {
+            inner,
+            seen: Rc::default(),
+            limit,
+            exceeded: Rc::default(),
+        }
     }
 }
 
@@ -47,6 +52,51 @@ where
                 Poll::Ready(Some(Ok(chunk)))
             }
             other => other,
+        }
+    }
+}
+
+/// A streamed request body shared between attempts. awc connects before it polls the body, so
+/// when a connect fails the body is still untouched and can go to the next backend.
+pub struct SharedBody<S> {
+    inner: Rc<RefCell<S>>,
+    polled: Rc<Cell<bool>>,
+}
+
+impl<S> SharedBody<S> {
+    pub fn new(inner: S) -> Self {
+        SharedBody {
+            inner: Rc::new(RefCell::new(inner)),
+            polled: Rc::default(),
+        }
+    }
+
+    /// Another handle to the same body (for the next attempt).
+    pub fn handle(&self) -> Self {
+        SharedBody {
+            inner: Rc::clone(&self.inner),
+            polled: Rc::clone(&self.polled),
+        }
+    }
+
+    /// True while no attempt has read from the body.
+    pub fn untouched(&self) -> bool {
+        !self.polled.get()
+    }
+}
+
+impl<S> Stream for SharedBody<S>
+where
+    S: Stream + Unpin,
+{
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.polled.set(true);
+        match self.inner.try_borrow_mut() {
+            Ok(mut inner) => Pin::new(&mut *inner).poll_next(cx),
+            // Only one attempt polls at a time; a second poller sees the end.
+            Err(_) => Poll::Ready(None),
         }
     }
 }
@@ -93,7 +143,13 @@ impl<S> ResponseBody<S> {
         guard: Option<ActiveGuard>,
         bytes_in: Rc<Cell<u64>>,
     ) -> Self {
-        ResponseBody { inner, sent: 0, record, guard, bytes_in }
+        ResponseBody {
+            inner,
+            sent: 0,
+            record,
+            guard,
+            bytes_in,
+        }
     }
 }
 

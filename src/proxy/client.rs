@@ -31,7 +31,11 @@ impl ClientCache {
 }
 
 fn build(s: &PoolSettings) -> Client {
-    let keep_alive = if s.enabled { s.idle_timeout } else { Duration::ZERO };
+    let keep_alive = if s.enabled {
+        s.idle_timeout
+    } else {
+        Duration::ZERO
+    };
     let connector = Connector::new()
         .timeout(s.connect_timeout)
         .conn_keep_alive(keep_alive)

@@ -24,7 +24,9 @@ impl GatewayError {
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::NoEligibleBackend => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::UpstreamConnect | GatewayError::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamConnect | GatewayError::UpstreamProtocol => {
+                StatusCode::BAD_GATEWAY
+            }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
         }
@@ -56,7 +58,8 @@ pub fn json_error(status: StatusCode, message: &str, request_id: &str) -> HttpRe
         res.insert_header(("x-request-id", request_id));
     }
     if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
-        res.insert_header(("connection", "close"));
+        // The rest of the request may still be on the wire: do not reuse the connection.
+        res.force_close();
     }
     res.json(serde_json::json!({ "error": message, "request_id": request_id }))
 }

@@ -2,7 +2,7 @@
 //! or, when small enough to replay, buffering it so a connect failure can move to the next
 //! backend), and stream the response back with its headers rewritten.
 
-use super::body::{LimitedBody, ResponseBody};
+use super::body::{LimitedBody, ResponseBody, SharedBody};
 use super::errors::GatewayError;
 use super::headers;
 use super::{Exchange, ProxyWorker};
@@ -21,7 +21,7 @@ const REPLAY_LIMIT: u64 = 64 * 1024;
 enum Body {
     Empty,
     Buffered(bytes::Bytes),
-    Stream(LimitedBody<web::Payload>),
+    Stream(SharedBody<LimitedBody<web::Payload>>),
 }
 
 pub async fn forward(
@@ -39,14 +39,20 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = req.headers().contains_key("transfer-encoding");
-    let mut body = if !chunked && content_length.unwrap_or(0) == 0 {
+    let body = if !chunked && content_length.unwrap_or(0) == 0 {
         Body::Empty
     } else if let (false, Some(len)) = (chunked, content_length.filter(|l| *l <= REPLAY_LIMIT)) {
         let mut buf = BytesMut::with_capacity(len as usize);
         while let Some(chunk) = payload.next().await {
             match chunk {
                 Ok(c) => buf.extend_from_slice(&c),
-                Err(_) => return ex.fail(w, Some(route), GatewayError::BadRequest("malformed request body")),
+                Err(_) => {
+                    return ex.fail(
+                        w,
+                        Some(route),
+                        GatewayError::BadRequest("malformed request body"),
+                    )
+                }
             }
         }
         ex.bytes_in.set(buf.len() as u64);
@@ -55,7 +61,7 @@ pub async fn forward(
         let limited = LimitedBody::new(payload, max_body);
         ex.bytes_in = limited.seen.clone();
         ex.exceeded = limited.exceeded.clone();
-        Body::Stream(limited)
+        Body::Stream(SharedBody::new(limited))
     };
 
     let up = &target.upstream;
@@ -69,17 +75,17 @@ pub async fn forward(
         let backend = &up.backends[i];
         let guard = backend.begin();
         let url = format!("http://{}{}", backend.addr, path_and_query);
-        let mut creq = client.request(req.method().clone(), url.as_str()).timeout(target.request_timeout).no_decompress();
+        let mut creq = client
+            .request(req.method().clone(), url.as_str())
+            .timeout(target.request_timeout)
+            .no_decompress();
         upstream_headers(ex, route, &backend.addr, creq.headers_mut(), false);
-        let sent = match &mut body {
+        let sent = match &body {
             // No body: send no framing at all unless the client declared `Content-Length: 0`.
             Body::Empty if content_length == Some(0) => creq.send_body(()).await,
             Body::Empty => creq.send_body(actix_web::body::None::new()).await,
             Body::Buffered(b) => creq.send_body(b.clone()).await,
-            Body::Stream(_) => match std::mem::replace(&mut body, Body::Empty) {
-                Body::Stream(s) => creq.send_stream(s).await,
-                _ => unreachable!("matched Body::Stream above"),
-            },
+            Body::Stream(s) => creq.send_stream(s.handle()).await,
         };
         match sent {
             Ok(resp) => {
@@ -94,8 +100,10 @@ pub async fn forward(
                     _ => GatewayError::UpstreamConnect,
                 };
                 ex.backend = backend.addr.clone();
-                if matches!(body, Body::Empty) && (content_length.unwrap_or(0) > 0 || chunked) {
-                    break; // a streamed body was consumed: it cannot be sent again
+                if let Body::Stream(s) = &body {
+                    if !s.untouched() {
+                        break; // part of the body went out: it cannot be sent again
+                    }
                 }
             }
             Err(e) => {
@@ -139,7 +147,11 @@ pub(super) fn upstream_headers(
     let src = ex.req.headers();
     headers::copy_end_to_end(src, h, websocket, true);
     let orig_host = src.get("host").cloned();
-    let host = if route.preserve_host { orig_host.clone() } else { HeaderValue::from_str(backend_addr).ok() };
+    let host = if route.preserve_host {
+        orig_host.clone()
+    } else {
+        HeaderValue::from_str(backend_addr).ok()
+    };
     if let Some(v) = host {
         h.insert(HeaderName::from_static("host"), v);
     }
@@ -177,7 +189,9 @@ fn respond<S>(
     resp: awc::ClientResponse<S>,
 ) -> HttpResponse
 where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>> + Unpin + 'static,
+    S: futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
+        + Unpin
+        + 'static,
 {
     let status = resp.status();
     let success = status.as_u16() < 500;
@@ -185,8 +199,10 @@ where
     target.counters[i].record(success);
     let mut hdrs = resp.headers().clone();
     headers::strip_response_hop_by_hop(&mut hdrs);
-    let content_length =
-        hdrs.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let content_length = hdrs
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     hdrs.remove(CONTENT_LENGTH);
     route.response_headers.apply(&mut hdrs);
     let mut builder = HttpResponse::build(status);

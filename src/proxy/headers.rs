@@ -48,7 +48,12 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 
 /// Copies end-to-end headers from `src` to `dst`; `keep_upgrade` keeps `Upgrade`/`Connection:
 /// upgrade` for WebSocket handshakes.
-pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, keep_upgrade: bool, skip_replaced: bool) {
+pub fn copy_end_to_end(
+    src: &HeaderMap,
+    dst: &mut HeaderMap,
+    keep_upgrade: bool,
+    skip_replaced: bool,
+) {
     let listed = connection_listed(src);
     for (name, value) in src.iter() {
         let n = name.as_str();
@@ -64,7 +69,10 @@ pub fn copy_end_to_end(src: &HeaderMap, dst: &mut HeaderMap, keep_upgrade: bool,
         dst.append(name.clone(), value.clone());
     }
     if keep_upgrade {
-        dst.insert(HeaderName::from_static("connection"), HeaderValue::from_static("upgrade"));
+        dst.insert(
+            HeaderName::from_static("connection"),
+            HeaderValue::from_static("upgrade"),
+        );
     }
 }
 
@@ -91,7 +99,11 @@ pub struct Forwarded {
 pub fn forwarded(snap: &GatewaySnapshot, peer: IpAddr, headers: &HeaderMap) -> Forwarded {
     let peer_trusted = !snap.trusted_proxies.is_empty() && snap.is_trusted(peer);
     if !peer_trusted {
-        return Forwarded { client_ip: peer, xff: peer.to_string(), peer_trusted };
+        return Forwarded {
+            client_ip: peer,
+            xff: peer.to_string(),
+            peer_trusted,
+        };
     }
     let incoming: Vec<&str> = headers
         .get_all("x-forwarded-for")
@@ -111,7 +123,11 @@ pub fn forwarded(snap: &GatewaySnapshot, peer: IpAddr, headers: &HeaderMap) -> F
         xff.push_str(", ");
     }
     xff.push_str(&peer.to_string());
-    Forwarded { client_ip, xff, peer_trusted }
+    Forwarded {
+        client_ip,
+        xff,
+        peer_trusted,
+    }
 }
 
 /// The client's `X-Request-ID` when sane (1..=128 visible ASCII characters), else a new one.
@@ -127,14 +143,20 @@ pub fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// Size of the request head as the limit counts it: request line plus header lines.
-pub fn head_size(method: &str, uri: &str, headers: &HeaderMap) -> usize {
-    let line = method.len() + uri.len() + 11;
-    line + headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+pub fn head_size(method: &str, uri_len: usize, headers: &HeaderMap) -> usize {
+    let line = method.len() + uri_len + 11;
+    line + headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
 }
 
 /// Host of the request without the port, from `Host` (or the absolute URI).
 pub fn request_host<'a>(headers: &'a HeaderMap, uri_host: Option<&'a str>) -> Option<&'a str> {
-    let raw = headers.get("host").and_then(|v| v.to_str().ok()).or(uri_host)?;
+    let raw = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .or(uri_host)?;
     let host = if raw.starts_with('[') {
         raw.find(']').map(|i| &raw[..=i]).unwrap_or(raw)
     } else {
@@ -150,17 +172,28 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::try_from(*k).unwrap(), HeaderValue::from_str(v).unwrap());
+            m.append(
+                HeaderName::try_from(*k).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         m
     }
 
     #[test]
     fn connection_listed_headers_are_dropped() {
-        let src = map(&[("connection", "keep-alive, X-Secret"), ("x-secret", "1"), ("te", "trailers"), ("accept", "*/*"), ("host", "a")]);
+        let src = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("accept", "*/*"),
+            ("host", "a"),
+        ]);
         let mut dst = HeaderMap::new();
         copy_end_to_end(&src, &mut dst, false, true);
-        assert!(dst.get("x-secret").is_none() && dst.get("te").is_none() && dst.get("host").is_none());
+        assert!(
+            dst.get("x-secret").is_none() && dst.get("te").is_none() && dst.get("host").is_none()
+        );
         assert_eq!(dst.get("accept").unwrap(), "*/*");
     }
 
@@ -168,14 +201,23 @@ mod tests {
     fn request_id_is_kept_only_when_sane() {
         assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
         assert_eq!(request_id(&map(&[("x-request-id", "has space")])).len(), 32);
-        assert_eq!(request_id(&map(&[("x-request-id", &"a".repeat(129))])).len(), 32);
+        assert_eq!(
+            request_id(&map(&[("x-request-id", &"a".repeat(129))])).len(),
+            32
+        );
         assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
     }
 
     #[test]
     fn host_without_port() {
-        assert_eq!(request_host(&map(&[("host", "a.example.com:8080")]), None), Some("a.example.com"));
-        assert_eq!(request_host(&map(&[("host", "[::1]:80")]), None), Some("[::1]"));
+        assert_eq!(
+            request_host(&map(&[("host", "a.example.com:8080")]), None),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            request_host(&map(&[("host", "[::1]:80")]), None),
+            Some("[::1]")
+        );
         assert_eq!(request_host(&HeaderMap::new(), Some("x.y")), Some("x.y"));
     }
 }

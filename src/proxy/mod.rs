@@ -34,7 +34,12 @@ pub struct ProxyWorker {
 
 impl ProxyWorker {
     pub fn new(cell: SnapshotCell, stats: Arc<Stats>, log: Logger) -> Self {
-        ProxyWorker { cell, stats, log, clients: client::ClientCache::default() }
+        ProxyWorker {
+            cell,
+            stats,
+            log,
+            clients: client::ClientCache::default(),
+        }
     }
 }
 
@@ -55,7 +60,8 @@ impl Exchange {
     fn record_metrics(&self, w: &ProxyWorker, route: &RouteSnapshot, status: u16) {
         let elapsed = self.started.elapsed();
         route.metrics.observe(status, elapsed.as_secs_f64());
-        w.stats.record_request(status < 500, elapsed.as_micros() as u64);
+        w.stats
+            .record_request(status < 500, elapsed.as_micros() as u64);
     }
 
     /// The access-log record, or `None` when access logging is off.
@@ -78,7 +84,12 @@ impl Exchange {
     }
 
     /// Answers with a gateway-made JSON error and records it.
-    fn fail(&self, w: &ProxyWorker, route: Option<&RouteSnapshot>, err: GatewayError) -> HttpResponse {
+    fn fail(
+        &self,
+        w: &ProxyWorker,
+        route: Option<&RouteSnapshot>,
+        err: GatewayError,
+    ) -> HttpResponse {
         let status = err.status().as_u16();
         let elapsed = self.started.elapsed();
         let (metrics, name) = match route {
@@ -86,7 +97,8 @@ impl Exchange {
             None => (&self.snap.unmatched, "none"),
         };
         metrics.observe(status, elapsed.as_secs_f64());
-        w.stats.record_request(status < 500, elapsed.as_micros() as u64);
+        w.stats
+            .record_request(status < 500, elapsed.as_micros() as u64);
         let res = err.response(&self.request_id);
         if let Some(rec) = self.access_record(w, name, status) {
             rec.emit(0);
@@ -96,10 +108,17 @@ impl Exchange {
 }
 
 /// The proxy handler (actix-web default service of the L7 listener).
-pub async fn handle(req: HttpRequest, payload: web::Payload, w: web::Data<ProxyWorker>) -> HttpResponse {
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    w: web::Data<ProxyWorker>,
+) -> HttpResponse {
     let started = Instant::now();
     let snap = w.cell.load();
-    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut ex = Exchange {
         request_id: headers::request_id(req.headers()),
         fwd: headers::forwarded(&snap, peer, req.headers()),
@@ -111,11 +130,22 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, w: web::Data<ProxyW
         exceeded: Rc::default(),
     };
     let limits = &ex.snap.limits;
-    let uri = ex.req.uri().to_string();
-    if headers::head_size(ex.req.method().as_str(), &uri, ex.req.headers()) > limits.max_header_bytes as usize {
+    let uri_len = ex
+        .req
+        .uri()
+        .path_and_query()
+        .map_or(1, |pq| pq.as_str().len());
+    if headers::head_size(ex.req.method().as_str(), uri_len, ex.req.headers())
+        > limits.max_header_bytes as usize
+    {
         return ex.fail(&w, None, GatewayError::HeadersTooLarge);
     }
-    let declared = ex.req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = ex
+        .req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if limits.max_body_bytes > 0 && declared.is_some_and(|n| n > limits.max_body_bytes) {
         return ex.fail(&w, None, GatewayError::BodyTooLarge);
     }
@@ -130,7 +160,10 @@ pub async fn handle(req: HttpRequest, payload: web::Payload, w: web::Data<ProxyW
             method: req.method().as_str(),
             header: &hdr,
         };
-        snap.routes.find(&facts).map(|(_, r)| r).or(snap.default_route.as_ref())
+        snap.routes
+            .find(&facts)
+            .map(|(_, r)| r)
+            .or(snap.default_route.as_ref())
     };
     let Some(route) = route else {
         return ex.fail(&w, None, GatewayError::NoRoute);

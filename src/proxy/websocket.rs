@@ -24,10 +24,15 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 pub fn is_upgrade(req: &HttpRequest) -> bool {
     let h = req.headers();
     req.method() == Method::GET
-        && h.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && h.get("upgrade")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
         && h.get_all("connection")
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 pub async fn tunnel(
@@ -47,7 +52,12 @@ pub async fn tunnel(
         let backend = &up.backends[i];
         let guard = backend.begin();
         ex.backend = backend.addr.clone();
-        match tokio::time::timeout(up.timeouts.connect.get(), TcpStream::connect(backend.addr.as_str())).await {
+        match tokio::time::timeout(
+            up.timeouts.connect.get(),
+            TcpStream::connect(backend.addr.as_str()),
+        )
+        .await
+        {
             Ok(Ok(s)) => {
                 connected = Some((i, s, guard));
                 break;
@@ -79,7 +89,9 @@ pub async fn tunnel(
         let mut buf = BytesMut::with_capacity(4096);
         loop {
             if stream.read_buf(&mut buf).await? == 0 {
-                return Err(std::io::Error::other("upstream closed during the handshake"));
+                return Err(std::io::Error::other(
+                    "upstream closed during the handshake",
+                ));
             }
             let mut raw = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut raw);
@@ -88,7 +100,10 @@ pub async fn tunnel(
                     let status = resp.code.unwrap_or(502);
                     let mut map = HeaderMap::new();
                     for h in resp.headers.iter() {
-                        if let (Ok(k), Ok(v)) = (HeaderName::try_from(h.name), HeaderValue::from_bytes(h.value)) {
+                        if let (Ok(k), Ok(v)) = (
+                            HeaderName::try_from(h.name),
+                            HeaderValue::from_bytes(h.value),
+                        ) {
                             map.append(k, v);
                         }
                     }
@@ -100,19 +115,20 @@ pub async fn tunnel(
             }
         }
     };
-    let (status, resp_headers, rest) = match tokio::time::timeout(target.request_timeout, exchange).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => {
-            backend.record_outcome(false);
-            target.counters[i].failure.inc();
-            return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
-        }
-        Err(_) => {
-            backend.record_outcome(false);
-            target.counters[i].failure.inc();
-            return ex.fail(w, Some(route), GatewayError::UpstreamTimeout);
-        }
-    };
+    let (status, resp_headers, rest) =
+        match tokio::time::timeout(target.request_timeout, exchange).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => {
+                backend.record_outcome(false);
+                target.counters[i].failure.inc();
+                return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
+            }
+            Err(_) => {
+                backend.record_outcome(false);
+                target.counters[i].failure.inc();
+                return ex.fail(w, Some(route), GatewayError::UpstreamTimeout);
+            }
+        };
     let success = status < 500;
     backend.record_outcome(success);
     target.counters[i].record(success);
@@ -132,7 +148,7 @@ pub async fn tunnel(
     let record = ex.access_record(w, &route.name, status);
     if code != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream declined the upgrade: relay its answer (the head and what came with it).
-        builder.insert_header(("connection", "close"));
+        builder.force_close();
         return builder.body(rest);
     }
 
@@ -147,7 +163,8 @@ pub async fn tunnel(
         }
         let _ = wr.shutdown().await;
     });
-    let first = futures_util::stream::iter((!rest.is_empty()).then_some(Ok::<Bytes, std::io::Error>(rest)));
+    let first =
+        futures_util::stream::iter((!rest.is_empty()).then_some(Ok::<Bytes, std::io::Error>(rest)));
     let upstream = futures_util::stream::unfold(Some(rd), |state| async move {
         let mut rd = state?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -157,6 +174,11 @@ pub async fn tunnel(
             Err(e) => Some((Err(e), None)),
         }
     });
-    let body = ResponseBody::new(Box::pin(first.chain(upstream)), record, Some(guard), ex.bytes_in.clone());
+    let body = ResponseBody::new(
+        Box::pin(first.chain(upstream)),
+        record,
+        Some(guard),
+        ex.bytes_in.clone(),
+    );
     builder.body(BodyStream::new(body))
 }

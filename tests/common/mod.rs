@@ -26,10 +26,17 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -59,7 +66,12 @@ struct UpstreamState {
 
 impl Upstream {
     pub fn new(name: &str) -> Self {
-        Upstream { name: name.into(), status: 200, delay: Duration::ZERO, headers: Vec::new() }
+        Upstream {
+            name: name.into(),
+            status: 200,
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
     }
     pub fn status(mut self, status: u16) -> Self {
         self.status = status;
@@ -78,22 +90,40 @@ impl Upstream {
     pub async fn start(self) -> RunningUpstream {
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = web::Data::new(UpstreamState { cfg: self.clone(), hits: hits.clone(), seen: seen.clone() });
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).default_service(web::to(upstream_handler)))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind("127.0.0.1:0")
-            .expect("bind upstream");
+        let state = web::Data::new(UpstreamState {
+            cfg: self.clone(),
+            hits: hits.clone(),
+            seen: seen.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .default_service(web::to(upstream_handler))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind("127.0.0.1:0")
+        .expect("bind upstream");
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        RunningUpstream { name: self.name, addr, hits, seen, handle }
+        RunningUpstream {
+            name: self.name,
+            addr,
+            hits,
+            seen,
+            handle,
+        }
     }
 }
 
-async fn upstream_handler(req: HttpRequest, body: web::Bytes, st: web::Data<UpstreamState>) -> HttpResponse {
+async fn upstream_handler(
+    req: HttpRequest,
+    body: web::Bytes,
+    st: web::Data<UpstreamState>,
+) -> HttpResponse {
     st.hits.fetch_add(1, Ordering::SeqCst);
     let path = match req.uri().query() {
         Some(q) => format!("{}?{}", req.path(), q),
@@ -105,14 +135,20 @@ async fn upstream_handler(req: HttpRequest, body: web::Bytes, st: web::Data<Upst
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
     });
     if !st.cfg.delay.is_zero() {
         tokio::time::sleep(st.cfg.delay).await;
     }
-    let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(st.cfg.status).unwrap());
+    let mut res =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(st.cfg.status).unwrap());
     res.insert_header(("x-upstream", st.cfg.name.as_str()));
     for (k, v) in &st.cfg.headers {
         res.append_header((k.as_str(), v.as_str()));
@@ -128,7 +164,12 @@ impl RunningUpstream {
         self.hits.load(Ordering::SeqCst)
     }
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
     }
     pub async fn stop(&self) {
         self.handle.stop(false).await;
@@ -160,10 +201,15 @@ impl Write for LogBuffer {
 impl LogBuffer {
     pub fn lines(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
     pub fn with_msg(&self, msg: &str) -> Vec<serde_json::Value> {
-        self.lines().into_iter().filter(|l| l["msg"] == msg).collect()
+        self.lines()
+            .into_iter()
+            .filter(|l| l["msg"] == msg)
+            .collect()
     }
 }
 
@@ -191,7 +237,12 @@ pub async fn try_gateway(yaml: &str) -> Result<TestGateway, String> {
     s.metrics.enabled = true;
     s.metrics.listen_addr = "127.0.0.1:0".into();
     let logs = LogBuffer::default();
-    let drain = Mutex::new(slog_json::Json::new(logs.clone()).add_default_keys().build()).fuse();
+    let drain = Mutex::new(
+        slog_json::Json::new(logs.clone())
+            .add_default_keys()
+            .build(),
+    )
+    .fuse();
     let log = slog::Logger::root(drain, slog::o!());
     let gw = Gateway::start(GatewayOptions {
         config: cfg,
@@ -213,7 +264,9 @@ pub async fn try_gateway(yaml: &str) -> Result<TestGateway, String> {
 }
 
 pub async fn gateway(yaml: &str) -> TestGateway {
-    try_gateway(yaml).await.unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
+    try_gateway(yaml)
+        .await
+        .unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
 }
 
 /// A YAML config with `backends` as the default upstream (L4 and L7 on).
@@ -237,7 +290,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -246,7 +302,11 @@ impl Resp {
 
 impl TestGateway {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.http.expect("http listener enabled"), path)
+        format!(
+            "http://{}{}",
+            self.http.expect("http listener enabled"),
+            path
+        )
     }
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
@@ -265,7 +325,9 @@ impl TestGateway {
         fetch(awc::Client::default().request(m, self.admin_url(path))).await
     }
     pub async fn metrics_text(&self) -> String {
-        fetch(awc::Client::default().get(self.metrics_url())).await.body
+        fetch(awc::Client::default().get(self.metrics_url()))
+            .await
+            .body
     }
     pub async fn stop(mut self) {
         if let Some(gw) = self.gw.take() {
@@ -292,7 +354,12 @@ pub async fn send(req: awc::ClientRequest, body: Option<Vec<u8>>) -> Resp {
         headers: res
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }

@@ -21,7 +21,8 @@ pub struct BackendActor {
 
 impl BackendActor {
     pub fn new(state: Arc<BackendState>, log: &Logger) -> Self {
-        let log = log.new(slog::o!("backend" => state.addr.clone(), "upstream" => state.upstream.clone()));
+        let log = log
+            .new(slog::o!("backend" => state.addr.clone(), "upstream" => state.upstream.clone()));
         BackendActor { state, log }
     }
 }

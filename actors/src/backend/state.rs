@@ -150,7 +150,10 @@ impl BackendState {
     }
     #[allow(dead_code)]
     pub(crate) fn record_probe(&self, error: Option<String>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).ok();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .ok();
         if let Ok(mut p) = self.probe.lock() {
             p.last_check_unix_ms = now;
             p.last_error = error;

@@ -53,7 +53,11 @@ impl ListenerActor {
             addr,
             socket: Some(socket),
             shared: Arc::new(Shared {
-                ctx: SessionContext { cell, stats, log: log.clone() },
+                ctx: SessionContext {
+                    cell,
+                    stats,
+                    log: log.clone(),
+                },
                 active: AtomicUsize::new(0),
                 max,
                 conn_total: metrics.connections_total.with_label_values(&["tcp"]),
@@ -75,7 +79,9 @@ impl Actor for ListenerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        let Some(socket) = self.socket.take() else { return };
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
         for _ in 0..self.workers {
             let clone = match socket.try_clone() {
                 Ok(c) => c,
@@ -100,7 +106,11 @@ impl Actor for ListenerActor {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
@@ -123,8 +133,16 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, mut
         }
         shared.conn_total.inc();
         shared.conn_active.inc();
-        shared.ctx.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-        shared.ctx.stats.connections_active.fetch_add(1, Ordering::Relaxed);
+        shared
+            .ctx
+            .stats
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        shared
+            .ctx
+            .stats
+            .connections_active
+            .fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
         actix_rt::spawn(async move {
             let _slot = SlotGuard(&shared);
@@ -140,7 +158,11 @@ impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::Relaxed);
         self.0.conn_active.dec();
-        self.0.ctx.stats.connections_active.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .ctx
+            .stats
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

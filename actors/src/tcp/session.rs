@@ -41,7 +41,12 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
         tried.push(i);
         let backend = &up.backends[i];
         let guard = backend.begin();
-        match tokio::time::timeout(up.timeouts.connect.get(), TcpStream::connect(backend.addr.as_str())).await {
+        match tokio::time::timeout(
+            up.timeouts.connect.get(),
+            TcpStream::connect(backend.addr.as_str()),
+        )
+        .await
+        {
             Ok(Ok(server)) => {
                 connected = Some((i, server, guard));
                 break;
@@ -52,7 +57,8 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
     }
     let Some((i, server, _guard)) = connected else {
         debug!(ctx.log, "tcp session rejected: no backend reachable"; "client_ip" => peer.ip().to_string(), "tried" => tried.len());
-        ctx.stats.record_request(false, started.elapsed().as_micros() as u64);
+        ctx.stats
+            .record_request(false, started.elapsed().as_micros() as u64);
         return;
     };
     let backend = &up.backends[i];
