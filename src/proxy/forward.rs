@@ -1,27 +1,30 @@
-//! The upstream exchange of one L7 request: choose a backend, send with awc (streaming the body
-//! or, when small enough to replay, buffering it so a connect failure can move to the next
-//! backend), and stream the response back with its headers rewritten.
+//! The upstream exchange of one L7 request: choose a backend, send it with the worker's
+//! upstream client (a small body is kept in hand so a connect failure can move to the next
+//! backend; a large or chunked one streams, and is retried only if no byte of it was read), and
+//! stream the response back with its headers rewritten.
 
 use super::body::{LimitedBody, ResponseBody, SharedBody};
 use super::errors::GatewayError;
 use super::headers;
+use super::upstream::{self, Framing, Payload, UpstreamError, UpstreamResponse};
 use super::{Exchange, ProxyWorker};
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use actix_web::{web, HttpResponse};
-use awc::error::{ConnectError, SendRequestError};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
 use gogate_actors::ActiveGuard;
 
-/// Bodies up to this size (with a declared length) are buffered so they can be re-sent.
+/// Bodies up to this size (with a declared length) are read first so they can be re-sent.
 const REPLAY_LIMIT: u64 = 64 * 1024;
+
+type ClientBody = SharedBody<LimitedBody<web::Payload>>;
 
 enum Body {
     Empty,
     Buffered(bytes::Bytes),
-    Stream(SharedBody<LimitedBody<web::Payload>>),
+    Stream(ClientBody, Framing),
 }
 
 pub async fn forward(
@@ -61,11 +64,14 @@ pub async fn forward(
         let limited = LimitedBody::new(payload, max_body);
         ex.bytes_in = limited.seen.clone();
         ex.exceeded = limited.exceeded.clone();
-        Body::Stream(SharedBody::new(limited))
+        let framing = match (chunked, content_length) {
+            (false, Some(n)) => Framing::Length(n),
+            _ => Framing::Chunked,
+        };
+        Body::Stream(SharedBody::new(limited), framing)
     };
 
     let up = &target.upstream;
-    let client = w.clients.get(&up.pool);
     let path_and_query = upstream_path(req, route);
     let mut tried: Vec<usize> = Vec::new();
     let mut last = GatewayError::NoEligibleBackend;
@@ -74,51 +80,59 @@ pub async fn forward(
         tried.push(i);
         let backend = &up.backends[i];
         let guard = backend.begin();
-        let url = format!("http://{}{}", backend.addr, path_and_query);
-        let mut creq = client
-            .request(req.method().clone(), url.as_str())
-            .timeout(target.request_timeout)
-            .no_decompress();
-        upstream_headers(ex, route, &backend.addr, creq.headers_mut(), false);
-        let sent = match &body {
-            // No body: send no framing at all unless the client declared `Content-Length: 0`.
-            Body::Empty if content_length == Some(0) => creq.send_body(()).await,
-            Body::Empty => creq.send_body(actix_web::body::None::new()).await,
-            Body::Buffered(b) => creq.send_body(b.clone()).await,
-            Body::Stream(s) => creq.send_stream(s.handle()).await,
+        ex.backend = backend.addr.clone();
+        let mut headers = HeaderMap::new();
+        upstream_headers(ex, route, &backend.addr, &mut headers, false);
+        let dest = upstream::Target {
+            addr: &backend.addr,
+            pool: &w.pool,
+            settings: &up.pool,
+            response_timeout: target.request_timeout,
         };
-        match sent {
-            Ok(resp) => {
-                ex.backend = backend.addr.clone();
-                return respond(w, ex, route, target, i, guard, resp);
-            }
-            Err(SendRequestError::Connect(e)) => {
-                backend.record_outcome(false);
-                target.counters[i].failure.inc();
-                last = match e {
-                    ConnectError::Timeout => GatewayError::UpstreamTimeout,
-                    _ => GatewayError::UpstreamConnect,
+        let request = upstream::Request {
+            method: ex.req.method(),
+            path_and_query: &path_and_query,
+            headers: &headers,
+        };
+        let payload = match &body {
+            Body::Empty => Payload::Empty {
+                declared_zero: content_length == Some(0),
+            },
+            Body::Buffered(b) => Payload::Full(b.clone()),
+            Body::Stream(s, framing) => Payload::Stream(s.handle(), *framing),
+        };
+        let err = match upstream::send(&dest, &request, payload).await {
+            Ok(resp) => return respond(w, ex, route, target, i, guard, resp),
+            Err(e) => e,
+        };
+        if let UpstreamError::Body(_) = err {
+            // The client's body failed (too large, or broken): not the backend's fault.
+            let why = if ex.exceeded.get() {
+                GatewayError::BodyTooLarge
+            } else {
+                GatewayError::BadRequest("malformed request body")
+            };
+            return ex.fail(w, Some(route), why);
+        }
+        backend.record_outcome(false);
+        target.counters[i].failure.inc();
+        match err {
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => {
+                last = if matches!(err, UpstreamError::ConnectTimeout) {
+                    GatewayError::UpstreamTimeout
+                } else {
+                    GatewayError::UpstreamConnect
                 };
-                ex.backend = backend.addr.clone();
-                if let Body::Stream(s) = &body {
+                if let Body::Stream(s, _) = &body {
                     if !s.untouched() {
                         break; // part of the body went out: it cannot be sent again
                     }
                 }
             }
-            Err(e) => {
-                ex.backend = backend.addr.clone();
-                if ex.exceeded.get() {
-                    return ex.fail(w, Some(route), GatewayError::BodyTooLarge);
-                }
-                backend.record_outcome(false);
-                target.counters[i].failure.inc();
-                let err = match e {
-                    SendRequestError::Timeout => GatewayError::UpstreamTimeout,
-                    _ => GatewayError::UpstreamProtocol,
-                };
-                return ex.fail(w, Some(route), err);
+            UpstreamError::Timeout => {
+                return ex.fail(w, Some(route), GatewayError::UpstreamTimeout)
             }
+            _ => return ex.fail(w, Some(route), GatewayError::UpstreamProtocol),
         }
     }
     ex.fail(w, Some(route), last)
@@ -179,25 +193,20 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-fn respond<S>(
+fn respond(
     w: &ProxyWorker,
     ex: &mut Exchange,
     route: &RouteSnapshot,
     target: &RouteTarget,
     i: usize,
     guard: ActiveGuard,
-    resp: awc::ClientResponse<S>,
-) -> HttpResponse
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, actix_web::error::PayloadError>>
-        + Unpin
-        + 'static,
-{
-    let status = resp.status();
+    resp: UpstreamResponse,
+) -> HttpResponse {
+    let status = resp.status;
     let success = status.as_u16() < 500;
     guard.backend().record_outcome(success);
     target.counters[i].record(success);
-    let mut hdrs = resp.headers().clone();
+    let mut hdrs = resp.headers;
     headers::strip_response_hop_by_hop(&mut hdrs);
     let content_length = hdrs
         .get(CONTENT_LENGTH)
@@ -206,13 +215,13 @@ where
     hdrs.remove(CONTENT_LENGTH);
     route.response_headers.apply(&mut hdrs);
     let mut builder = HttpResponse::build(status);
-    for (k, v) in hdrs.iter() {
-        builder.append_header((k.clone(), v.clone()));
+    for (k, v) in hdrs {
+        builder.append_header((k, v));
     }
     builder.insert_header(("x-request-id", ex.request_id.as_str()));
     ex.record_metrics(w, route, status.as_u16());
     let record = ex.access_record(w, &route.name, status.as_u16());
-    let stream = ResponseBody::new(resp, record, Some(guard), ex.bytes_in.clone());
+    let stream = ResponseBody::new(resp.body, record, Some(guard), ex.bytes_in.clone());
     match content_length {
         Some(n) => builder.body(SizedStream::new(n, stream)),
         None => builder.body(BodyStream::new(stream)),

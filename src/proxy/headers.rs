@@ -78,11 +78,15 @@ pub fn copy_end_to_end(
 
 /// Drops hop-by-hop headers of an upstream response in place.
 pub fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
-    let listed = connection_listed(headers);
-    for h in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(listed) {
-        if let Ok(name) = HeaderName::try_from(h.as_str()) {
-            headers.remove(&name);
+    if headers.contains_key("connection") {
+        for h in connection_listed(headers) {
+            if let Ok(name) = HeaderName::try_from(h.as_str()) {
+                headers.remove(&name);
+            }
         }
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
     }
 }
 

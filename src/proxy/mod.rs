@@ -3,10 +3,10 @@
 //! and forwards with the worker's awc client. It never awaits an actor.
 
 mod body;
-pub mod client;
 pub mod errors;
 mod forward;
 pub mod headers;
+pub(crate) mod upstream;
 mod websocket;
 
 use body::AccessRecord;
@@ -29,16 +29,34 @@ pub struct ProxyWorker {
     pub cell: SnapshotCell,
     pub stats: Arc<Stats>,
     pub log: Logger,
-    pub clients: client::ClientCache,
+    /// Idle upstream connections of this worker.
+    pub pool: Rc<upstream::ConnPool>,
 }
 
+/// How often a worker closes pooled connections that have been idle too long.
+const POOL_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl ProxyWorker {
+    /// Must be called on the worker's thread (it starts the worker's pool sweeper there).
     pub fn new(cell: SnapshotCell, stats: Arc<Stats>, log: Logger) -> Self {
+        let pool = Rc::new(upstream::ConnPool::default());
+        let weak = Rc::downgrade(&pool);
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(POOL_SWEEP);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(pool) => pool.sweep(),
+                    None => return,
+                }
+            }
+        });
         ProxyWorker {
             cell,
             stats,
             log,
-            clients: client::ClientCache::default(),
+            pool,
         }
     }
 }
