@@ -105,7 +105,7 @@ section! {
     TcpPoolConfig / TcpPoolOverride {
         enabled: bool = true,
         #[serde(alias = "max_idle")]
-        max_idle: u32 = 10,
+        max_idle: u32 = 64,
         #[serde(alias = "idle_timeout")]
         idle_timeout: Dur = Dur::secs(60),
         #[serde(alias = "max_lifetime")]

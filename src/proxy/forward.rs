@@ -14,6 +14,7 @@ use actix_web::{web, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
+use std::sync::Arc;
 use gogate_actors::ActiveGuard;
 
 /// Bodies up to this size (with a declared length) are read first so they can be re-sent.
@@ -73,14 +74,16 @@ pub async fn forward(
 
     let up = &target.upstream;
     let path_and_query = upstream_path(req, route);
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried: Vec<usize> = Vec::with_capacity(0);
     let mut last = GatewayError::NoEligibleBackend;
     for _ in 0..=up.retry_attempts {
         let Some(i) = up.pick(&tried) else { break };
-        tried.push(i);
+        if up.retry_attempts > 0 {
+            tried.push(i);
+        }
         let backend = &up.backends[i];
         let guard = backend.begin();
-        ex.backend = backend.addr.clone();
+        ex.backend = Some(Arc::clone(backend));
         let mut headers = HeaderMap::new();
         upstream_headers(ex, route, &backend.addr, &mut headers, false);
         let dest = upstream::Target {
@@ -214,16 +217,17 @@ fn respond(
         .and_then(|v| v.parse::<u64>().ok());
     hdrs.remove(CONTENT_LENGTH);
     route.response_headers.apply(&mut hdrs);
-    let mut builder = HttpResponse::build(status);
-    for (k, v) in hdrs {
-        builder.append_header((k, v));
+    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
+        hdrs.insert(HeaderName::from_static("x-request-id"), v);
     }
-    builder.insert_header(("x-request-id", ex.request_id.as_str()));
     ex.record_metrics(w, route, status.as_u16());
     let record = ex.access_record(w, &route.name, status.as_u16());
     let stream = ResponseBody::new(resp.body, record, Some(guard), ex.bytes_in.clone());
-    match content_length {
-        Some(n) => builder.body(SizedStream::new(n, stream)),
-        None => builder.body(BodyStream::new(stream)),
-    }
+    // The upstream's header map moves into the response as it is (no per-header copy).
+    let mut res = match content_length {
+        Some(n) => HttpResponse::with_body(status, SizedStream::new(n, stream)).map_into_boxed_body(),
+        None => HttpResponse::with_body(status, BodyStream::new(stream)).map_into_boxed_body(),
+    };
+    *res.headers_mut() = hdrs;
+    res
 }

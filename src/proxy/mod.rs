@@ -13,7 +13,7 @@ use body::AccessRecord;
 use errors::GatewayError;
 use gogate_actors::routing::RequestFacts;
 use gogate_actors::snapshot::RouteSnapshot;
-use gogate_actors::{GatewaySnapshot, SnapshotCell, Stats};
+use gogate_actors::{BackendState, GatewaySnapshot, SnapshotCell, Stats};
 
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -68,7 +68,8 @@ pub(crate) struct Exchange {
     pub request_id: String,
     pub fwd: headers::Forwarded,
     pub started: Instant,
-    pub backend: String,
+    /// The backend last tried (for the access log).
+    pub backend: Option<Arc<BackendState>>,
     pub bytes_in: Rc<Cell<u64>>,
     pub exceeded: Rc<Cell<bool>>,
 }
@@ -93,7 +94,7 @@ impl Exchange {
             path: self.req.path().to_string(),
             status,
             route: route.to_string(),
-            backend: self.backend.clone(),
+            backend: self.backend.as_ref().map(|b| b.addr.clone()).unwrap_or_default(),
             request_id: self.request_id.clone(),
             client_ip: self.fwd.client_ip.to_string(),
             bytes_in: self.bytes_in.clone(),
@@ -143,7 +144,7 @@ pub async fn handle(
         snap,
         req,
         started,
-        backend: String::new(),
+        backend: None,
         bytes_in: Rc::default(),
         exceeded: Rc::default(),
     };

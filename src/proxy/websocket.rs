@@ -15,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -51,7 +52,7 @@ pub async fn tunnel(
         tried.push(i);
         let backend = &up.backends[i];
         let guard = backend.begin();
-        ex.backend = backend.addr.clone();
+        ex.backend = Some(Arc::clone(backend));
         match tokio::time::timeout(
             up.timeouts.connect.get(),
             TcpStream::connect(backend.addr.as_str()),
