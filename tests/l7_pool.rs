@@ -26,7 +26,10 @@ async fn counting_upstream(mode: Mode) -> (SocketAddr, Arc<AtomicUsize>, Arc<Ato
     counting_upstream_slow(mode, std::time::Duration::ZERO).await
 }
 
-async fn counting_upstream_slow(mode: Mode, delay: std::time::Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+async fn counting_upstream_slow(
+    mode: Mode,
+    delay: std::time::Duration,
+) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
@@ -52,8 +55,15 @@ async fn counting_upstream_slow(mode: Mode, delay: std::time::Duration) -> (Sock
                         }
                         let n = r.fetch_add(1, Ordering::SeqCst) + 1;
                         let body = format!("req{n}");
-                        let close = if mode == Mode::CloseAnnounced { "Connection: close\r\n" } else { "" };
-                        let resp = format!("HTTP/1.1 200 OK\r\n{close}Content-Length: {}\r\n\r\n{body}", body.len());
+                        let close = if mode == Mode::CloseAnnounced {
+                            "Connection: close\r\n"
+                        } else {
+                            ""
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\n{close}Content-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
                         if s.write_all(resp.as_bytes()).await.is_err() {
                             return;
                         }
@@ -78,7 +88,11 @@ async fn keep_alive_connections_are_reused() {
         assert_eq!(r.body, format!("req{i}"));
     }
     assert_eq!(requests.load(Ordering::SeqCst), 20);
-    assert_eq!(conns.load(Ordering::SeqCst), 1, "sequential requests share one upstream connection");
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "sequential requests share one upstream connection"
+    );
     gw.stop().await;
 }
 
@@ -94,7 +108,10 @@ async fn stale_pooled_connection_is_replaced_without_an_error() {
     }
     assert_eq!(conns.load(Ordering::SeqCst), 5);
     let backends = gw.admin_get("/backends").await.json();
-    assert_eq!(backends[0]["failures_total"], 0, "a stale idle connection is not a backend failure");
+    assert_eq!(
+        backends[0]["failures_total"], 0,
+        "a stale idle connection is not a backend failure"
+    );
     gw.stop().await;
 }
 
@@ -116,7 +133,11 @@ async fn stale_connection_without_delay_is_retried_on_a_fresh_one() {
 #[actix_rt::test]
 async fn pool_disabled_opens_a_connection_per_request() {
     let (addr, conns, _) = counting_upstream(Mode::KeepAlive).await;
-    let gw = gateway(&backends_yaml(&[&addr.to_string()], "  tcpPool: {enabled: false}\n")).await;
+    let gw = gateway(&backends_yaml(
+        &[&addr.to_string()],
+        "  tcpPool: {enabled: false}\n",
+    ))
+    .await;
     for _ in 0..5 {
         assert_eq!(gw.get("/").await.status, 200);
     }
@@ -143,7 +164,11 @@ async fn max_idle_bounds_the_pool() {
     // next burst of 8 needs 6 new connections (14 in all). Without the bound it would be 8.
     let delay = std::time::Duration::from_millis(150);
     let (addr, conns, requests) = counting_upstream_slow(Mode::KeepAlive, delay).await;
-    let gw = gateway(&backends_yaml(&[&addr.to_string()], "  tcpPool: {maxIdle: 2}\n")).await;
+    let gw = gateway(&backends_yaml(
+        &[&addr.to_string()],
+        "  tcpPool: {maxIdle: 2}\n",
+    ))
+    .await;
     for _ in 0..2 {
         let reqs = (0..8).map(|_| gw.get("/"));
         for r in futures_util::future::join_all(reqs).await {

@@ -59,13 +59,11 @@ impl Balancer {
                 (0..n).map(|k| (start + k) % n).find(|&i| eligible(i))
             }
             Balancer::Weighted { schedule, next } => {
-                if schedule.is_empty() {
-                    return None;
-                }
+                // A skipped (ineligible) slot consumes its turn, so the remaining backends keep
+                // their relative weights instead of the next one in line absorbing the share.
                 let len = schedule.len();
-                let start = next.fetch_add(1, Ordering::Relaxed);
                 (0..len)
-                    .map(|k| schedule[(start + k) % len] as usize)
+                    .map(|_| schedule[next.fetch_add(1, Ordering::Relaxed) % len] as usize)
                     .find(|&i| i < n && eligible(i))
             }
             Balancer::LeastConnections { next } => {

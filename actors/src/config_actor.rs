@@ -36,7 +36,9 @@ impl ConfigActor {
         for name in config.upstream_names() {
             for b in config.upstream_settings(&name).backends {
                 let state = BackendState::new(&name, &b.addr, b.weight, Source::Static);
-                let addr = BackendActor::new(Arc::clone(&state), log).start();
+                let (st, lg) = (Arc::clone(&state), log.clone());
+                // Supervised: a backend actor that fails restarts with the same shared state.
+                let addr = Supervisor::start(move |_| BackendActor::new(st, &lg));
                 let id = backend_id(&name, &b.addr);
                 actors.insert(id.clone(), addr);
                 states.insert(id, state);

@@ -14,8 +14,8 @@ use actix_web::{web, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
-use std::sync::Arc;
 use gogate_actors::ActiveGuard;
+use std::sync::Arc;
 
 /// Bodies up to this size (with a declared length) are read first so they can be re-sent.
 const REPLAY_LIMIT: u64 = 64 * 1024;
@@ -225,7 +225,9 @@ fn respond(
     let stream = ResponseBody::new(resp.body, record, Some(guard), ex.bytes_in.clone());
     // The upstream's header map moves into the response as it is (no per-header copy).
     let mut res = match content_length {
-        Some(n) => HttpResponse::with_body(status, SizedStream::new(n, stream)).map_into_boxed_body(),
+        Some(n) => {
+            HttpResponse::with_body(status, SizedStream::new(n, stream)).map_into_boxed_body()
+        }
         None => HttpResponse::with_body(status, BodyStream::new(stream)).map_into_boxed_body(),
     };
     *res.headers_mut() = hdrs;

@@ -94,7 +94,11 @@ impl Exchange {
             path: self.req.path().to_string(),
             status,
             route: route.to_string(),
-            backend: self.backend.as_ref().map(|b| b.addr.clone()).unwrap_or_default(),
+            backend: self
+                .backend
+                .as_ref()
+                .map(|b| b.addr.clone())
+                .unwrap_or_default(),
             request_id: self.request_id.clone(),
             client_ip: self.fwd.client_ip.to_string(),
             bytes_in: self.bytes_in.clone(),
