@@ -15,9 +15,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
+use gogate_actors::tcp::connect::{connect_eligible, ConnectFailure, Connected};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -43,35 +43,26 @@ pub async fn tunnel(
     target: &RouteTarget,
     mut payload: web::Payload,
 ) -> HttpResponse {
-    let up = &target.upstream;
-    let mut tried = Vec::new();
-    let mut last = GatewayError::NoEligibleBackend;
-    let mut connected = None;
-    for _ in 0..=up.retry_attempts {
-        let Some(i) = up.pick(&tried) else { break };
-        tried.push(i);
-        let backend = &up.backends[i];
-        let guard = backend.begin();
-        ex.backend = Some(Arc::clone(backend));
-        match tokio::time::timeout(
-            up.timeouts.connect.get(),
-            TcpStream::connect(backend.addr.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(s)) => {
-                connected = Some((i, s, guard));
-                break;
-            }
-            Ok(Err(_)) => last = GatewayError::UpstreamConnect,
-            Err(_) => last = GatewayError::UpstreamTimeout,
+    let connected = connect_eligible(&target.upstream, &target.counters, |i, _| {
+        ex.backend = Some(Arc::clone(&target.upstream.backends[i]));
+    })
+    .await;
+    let Connected {
+        index: i,
+        mut stream,
+        guard,
+    } = match connected {
+        Ok(c) => c,
+        Err(why) => {
+            let err = match why {
+                ConnectFailure::NoneEligible => GatewayError::NoEligibleBackend,
+                ConnectFailure::Refused(_) => GatewayError::UpstreamConnect,
+                ConnectFailure::TimedOut => GatewayError::UpstreamTimeout,
+            };
+            return ex.fail(w, Some(route), err);
         }
-        backend.record_outcome(false);
-        target.counters[i].failure.inc();
-    }
-    let Some((i, mut stream, guard)) = connected else {
-        return ex.fail(w, Some(route), last);
     };
+    ex.backend = Some(Arc::clone(guard.backend()));
     let backend = guard.backend().clone();
 
     let mut headers = HeaderMap::new();

@@ -1,6 +1,7 @@
 //! The L4 TCP proxy: `ListenerActor` (control plane: binds, accepts, stops accepting) and the
 //! per-connection data path in `session` (pick backend, connect, relay bytes with half-close).
 
+pub mod connect;
 pub mod listener;
 pub mod session;
 

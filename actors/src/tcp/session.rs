@@ -4,6 +4,7 @@
 //! straight on; only bytes the peer cannot take at once are copied into a per-session `Vec`,
 //! which is freed as soon as it drains. An idle session therefore pins no copy buffer.
 
+use super::connect::{connect_eligible, Connected};
 use crate::backend::state::BackendState;
 use crate::snapshot::SnapshotCell;
 use crate::stats::Stats;
@@ -34,36 +35,26 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
     let snap = ctx.cell.load();
     let tcp = &snap.tcp;
     let up = &tcp.upstream;
-    let mut tried: Vec<usize> = Vec::new();
-    let mut connected = None;
-    for _ in 0..=up.retry_attempts {
-        let Some(i) = up.pick(&tried) else { break };
-        tried.push(i);
-        let backend = &up.backends[i];
-        let guard = backend.begin();
-        match tokio::time::timeout(
-            up.timeouts.connect.get(),
-            TcpStream::connect(backend.addr.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(server)) => {
-                connected = Some((i, server, guard));
-                break;
-            }
-            Ok(Err(e)) => note_connect_failure(ctx, tcp, i, backend, &e.to_string()),
-            Err(_) => note_connect_failure(ctx, tcp, i, backend, "connect timeout"),
+    let connected = connect_eligible(up, &tcp.counters, |i, why| {
+        debug!(ctx.log, "tcp connect failed"; "backend" => up.backends[i].addr.as_str(), "error" => format!("{why:?}"));
+    })
+    .await;
+    let Connected {
+        index: i,
+        stream: server,
+        guard: _guard,
+    } = match connected {
+        Ok(c) => c,
+        Err(why) => {
+            debug!(ctx.log, "tcp session rejected: no backend reachable";
+                "client_ip" => peer.ip().to_string(), "reason" => format!("{why:?}"));
+            ctx.stats
+                .record_request(false, started.elapsed().as_micros() as u64);
+            return;
         }
-    }
-    let Some((i, server, _guard)) = connected else {
-        debug!(ctx.log, "tcp session rejected: no backend reachable"; "client_ip" => peer.ip().to_string(), "tried" => tried.len());
-        ctx.stats
-            .record_request(false, started.elapsed().as_micros() as u64);
-        return;
     };
     let backend = &up.backends[i];
     let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
     let (sent, received, result) = relay(&client, &server, up.timeouts.idle.get(), backend).await;
     backend.record_outcome(true);
     tcp.counters[i].success.inc();
@@ -74,18 +65,6 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
         "client_ip" => peer.ip().to_string(), "backend" => backend.addr.as_str(),
         "bytes_in" => sent, "bytes_out" => received, "duration_ms" => elapsed.as_millis() as u64,
         "end" => match &result { Ok(()) => "closed".to_string(), Err(e) => e.to_string() });
-}
-
-fn note_connect_failure(
-    ctx: &SessionContext,
-    tcp: &crate::snapshot::TcpSnapshot,
-    i: usize,
-    backend: &BackendState,
-    why: &str,
-) {
-    backend.record_outcome(false);
-    tcp.counters[i].failure.inc();
-    debug!(ctx.log, "tcp connect failed"; "backend" => backend.addr.as_str(), "error" => why);
 }
 
 /// Relays until both directions have closed, an error, or `idle` without traffic.
