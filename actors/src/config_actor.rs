@@ -1,11 +1,12 @@
-//! `ConfigActor`: owns the active configuration, the backend actors it implies, and the
-//! published snapshot. It builds the first snapshot before any listener starts, answers the
-//! admin API's drain commands by messaging the backend actors concerned, and is where reloads
-//! (read → parse → validate → diff → build → swap) will run.
+//! `ConfigActor`: owns the active configuration, the backend actors it implies (and the health
+//! actor probing them), and the published snapshot. It builds the first snapshot before any
+//! listener starts, answers the admin API's drain commands by messaging the backend actors
+//! concerned, and is where reloads (read → parse → validate → diff → build → swap) will run.
 
 use crate::backend::actor::{BackendActor, SetDraining};
 use crate::backend::state::{BackendState, Source};
 use crate::build::{backend_id, build_snapshot, BackendStates};
+use crate::health::{health_targets, HealthActor};
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
 use actix::prelude::*;
@@ -23,6 +24,9 @@ pub struct ConfigActor {
     loaded_at: SystemTime,
     states: BackendStates,
     actors: HashMap<String, Addr<BackendActor>>,
+    /// Probes the backends; a reload hands it the new list (`health::SetTargets`).
+    #[allow(dead_code)]
+    health: Addr<HealthActor>,
     cell: SnapshotCell,
     log: Logger,
 }
@@ -44,6 +48,9 @@ impl ConfigActor {
                 states.insert(id, state);
             }
         }
+        let targets = health_targets(&config, &states, &actors);
+        let hlog = log.clone();
+        let health = Supervisor::start(move |_| HealthActor::new(targets, &hlog));
         let cell = SnapshotCell::new(build_snapshot(Arc::clone(&config), 1, &states, &metrics));
         info!(log, "configuration applied"; "generation" => 1,
               "file" => file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<embedded default>".into()),
@@ -55,6 +62,7 @@ impl ConfigActor {
             loaded_at: SystemTime::now(),
             states,
             actors,
+            health,
             cell,
             log: log.clone(),
         }

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod balance;
 pub mod build;
 pub mod config_actor;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod routing;
@@ -15,6 +16,7 @@ pub mod tcp;
 
 pub use backend::state::{ActiveGuard, BackendState, BreakerPosition, Source};
 pub use config_actor::ConfigActor;
+pub use health::HealthActor;
 pub use metrics::{Metrics, MetricsActor};
 pub use snapshot::{GatewaySnapshot, RouteSnapshot, SnapshotCell, UpstreamSnapshot};
 pub use stats::Stats;

@@ -1,5 +1,5 @@
-//! `BackendActor`: the single writer of one backend's lifecycle flags (drain now; health and
-//! breaker verdicts as those features land). It publishes by storing into the shared
+//! `BackendActor`: the single writer of one backend's lifecycle flags (drain, the health verdict;
+//! the breaker verdict as that feature lands). It publishes by storing into the shared
 //! [`BackendState`] atomics that the data plane reads, so a change is visible to the very next
 //! request without a new snapshot.
 //!
@@ -8,14 +8,19 @@
 //!        ▲                         │
 //!        └────────StopDrain────────┘
 //! ```
+//! Health: `ReportProbe` feeds a [`HealthTracker`] (its diagram is in `health::tracker`); only
+//! a threshold crossing flips the published `healthy` flag and logs the transition.
 
 use crate::backend::state::BackendState;
+use crate::health::tracker::{HealthTracker, Thresholds, Transition};
 use actix::prelude::*;
-use slog::{info, Logger};
+use slog::{info, warn, Logger};
 use std::sync::Arc;
 
 pub struct BackendActor {
     state: Arc<BackendState>,
+    /// Applies the health thresholds to probe reports; its verdict is published to `state`.
+    health: HealthTracker,
     log: Logger,
 }
 
@@ -23,7 +28,8 @@ impl BackendActor {
     pub fn new(state: Arc<BackendState>, log: &Logger) -> Self {
         let log = log
             .new(slog::o!("backend" => state.addr.clone(), "upstream" => state.upstream.clone()));
-        BackendActor { state, log }
+        let health = HealthTracker::new(state.healthy());
+        BackendActor { state, health, log }
     }
 }
 
@@ -68,26 +74,86 @@ impl Handler<Retire> for BackendActor {
     }
 }
 
-/// Health verdict as decided by the health checker (thresholds applied by the caller).
-#[derive(Message)]
+/// Command: the outcome of one active health probe (sent by the `HealthActor`). Carries the
+/// thresholds of the probe's upstream, so a reload that changes them reaches the verdict with the
+/// next probe and this actor keeps no copy of the health config.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
 #[rtype(result = "()")]
-pub struct SetHealthy {
-    pub healthy: bool,
-    pub error: Option<String>,
+pub struct ReportProbe {
+    /// `Err` holds the reason, shown as `last_error` in `/backends`.
+    pub result: Result<(), String>,
+    pub thresholds: Thresholds,
 }
 
-impl Handler<SetHealthy> for BackendActor {
+impl Handler<ReportProbe> for BackendActor {
     type Result = ();
 
-    fn handle(&mut self, msg: SetHealthy, _: &mut Context<Self>) {
-        self.state.record_probe(msg.error.clone());
-        if self.state.healthy() != msg.healthy {
-            self.state.set_healthy(msg.healthy);
-            if msg.healthy {
-                info!(self.log, "backend healthy");
-            } else {
-                slog::warn!(self.log, "backend unhealthy"; "reason" => msg.error.unwrap_or_default());
+    fn handle(&mut self, msg: ReportProbe, _: &mut Context<Self>) {
+        let ReportProbe { result, thresholds } = msg;
+        let transition = self.health.record(result.is_ok(), thresholds);
+        let error = result.err();
+        match transition {
+            Some(Transition::BecameUnhealthy { failures }) => {
+                self.state.set_healthy(false);
+                warn!(self.log, "backend unhealthy"; "failures" => failures,
+                      "reason" => error.as_deref().unwrap_or("probe failed"));
             }
+            Some(Transition::BecameHealthy { successes }) => {
+                self.state.set_healthy(true);
+                info!(self.log, "backend healthy"; "successes" => successes,
+                      "reason" => format!("{successes} consecutive successful probes"));
+            }
+            None => {}
         }
+        // Recorded last: a reader that sees this probe's time also sees the verdict it led to.
+        self.state.record_probe(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::state::Source;
+
+    const TH: Thresholds = Thresholds {
+        unhealthy: 2,
+        healthy: 2,
+    };
+
+    fn report(ok: bool) -> ReportProbe {
+        ReportProbe {
+            result: if ok {
+                Ok(())
+            } else {
+                Err("connect failed: refused".into())
+            },
+            thresholds: TH,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn probe_reports_flip_the_published_flag_at_the_thresholds() {
+        let state = BackendState::new("default", "127.0.0.1:1", 1, Source::Static);
+        let log = Logger::root(slog::Discard, slog::o!());
+        let actor = BackendActor::new(Arc::clone(&state), &log).start();
+        let send = |ok| actor.send(report(ok));
+
+        send(false).await.expect("actor alive");
+        assert!(state.healthy(), "one failure of two");
+        let probe = state.probe_record();
+        assert!(probe.last_check_unix_ms.is_some());
+        assert_eq!(probe.last_error.as_deref(), Some("connect failed: refused"));
+
+        send(false).await.expect("actor alive");
+        assert!(!state.healthy(), "two failures in a row");
+        assert!(!state.eligible());
+
+        send(true).await.expect("actor alive");
+        assert!(!state.healthy(), "one success of two");
+        assert_eq!(state.probe_record().last_error, None);
+
+        send(true).await.expect("actor alive");
+        assert!(state.healthy(), "two successes in a row");
+        assert!(state.eligible());
     }
 }

@@ -148,7 +148,6 @@ impl BackendState {
     pub(crate) fn set_breaker(&self, v: BreakerPosition) {
         self.breaker.store(v as u8, Ordering::Relaxed);
     }
-    #[allow(dead_code)]
     pub(crate) fn record_probe(&self, error: Option<String>) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
