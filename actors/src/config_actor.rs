@@ -5,6 +5,7 @@
 
 use crate::backend::actor::{BackendActor, SetDraining};
 use crate::backend::state::{BackendState, Source};
+use crate::breaker::BreakerActor;
 use crate::build::{backend_id, build_snapshot, BackendStates};
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
@@ -23,6 +24,10 @@ pub struct ConfigActor {
     loaded_at: SystemTime,
     states: BackendStates,
     actors: HashMap<String, Addr<BackendActor>>,
+    /// Owns breaker timing for every backend; its address rides in each snapshot, and a
+    /// reload's new snapshot must reuse it so open breakers keep their timers.
+    #[allow(dead_code)]
+    breaker: Addr<BreakerActor>,
     cell: SnapshotCell,
     log: Logger,
 }
@@ -44,7 +49,9 @@ impl ConfigActor {
                 states.insert(id, state);
             }
         }
-        let cell = SnapshotCell::new(build_snapshot(Arc::clone(&config), 1, &states, &metrics));
+        let breaker = BreakerActor::start_bounded(log);
+        let snapshot = build_snapshot(Arc::clone(&config), 1, &states, &metrics, &breaker);
+        let cell = SnapshotCell::new(snapshot);
         info!(log, "configuration applied"; "generation" => 1,
               "file" => file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<embedded default>".into()),
               "backends" => states.len(), "routes" => config.routes.len());
@@ -55,6 +62,7 @@ impl ConfigActor {
             loaded_at: SystemTime::now(),
             states,
             actors,
+            breaker,
             cell,
             log: log.clone(),
         }
