@@ -4,6 +4,7 @@
 
 use crate::backend::state::BackendState;
 use crate::balance::Balancer;
+use crate::breaker::{BreakerActor, BreakerLink};
 use crate::metrics::{Metrics, OutcomeCounters, RouteMetrics};
 use crate::routing::{RouteRule, RouteTable};
 use crate::snapshot::*;
@@ -24,6 +25,7 @@ pub fn build_snapshot(
     generation: u64,
     states: &BackendStates,
     metrics: &Metrics,
+    breaker: &actix::Addr<BreakerActor>,
 ) -> GatewaySnapshot {
     let mut upstreams = BTreeMap::new();
     for name in config.upstream_names() {
@@ -41,6 +43,10 @@ pub fn build_snapshot(
             timeouts: s.timeouts.clone(),
             retry_attempts: s.retry.attempts,
             pool: PoolSettings::new(&s.tcp_pool, &s.timeouts),
+            breaker: s.circuit_breaker.enabled.then(|| BreakerLink {
+                actor: breaker.clone(),
+                settings: (&s.circuit_breaker).into(),
+            }),
         };
         upstreams.insert(name, Arc::new(up));
     }

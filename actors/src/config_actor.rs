@@ -5,6 +5,7 @@
 
 use crate::backend::actor::{BackendActor, SetDraining};
 use crate::backend::state::{BackendState, Source};
+use crate::breaker::BreakerActor;
 use crate::build::{backend_id, build_snapshot, BackendStates};
 use crate::health::{health_targets, HealthActor};
 use crate::metrics::Metrics;
@@ -27,6 +28,10 @@ pub struct ConfigActor {
     /// Probes the backends; a reload hands it the new list (`health::SetTargets`).
     #[allow(dead_code)]
     health: Addr<HealthActor>,
+    /// Owns breaker timing for every backend; its address rides in each snapshot, and a
+    /// reload's new snapshot must reuse it so open breakers keep their timers.
+    #[allow(dead_code)]
+    breaker: Addr<BreakerActor>,
     cell: SnapshotCell,
     log: Logger,
 }
@@ -51,7 +56,9 @@ impl ConfigActor {
         let targets = health_targets(&config, &states, &actors);
         let hlog = log.clone();
         let health = Supervisor::start(move |_| HealthActor::new(targets, &hlog));
-        let cell = SnapshotCell::new(build_snapshot(Arc::clone(&config), 1, &states, &metrics));
+        let breaker = BreakerActor::start_bounded(log);
+        let snapshot = build_snapshot(Arc::clone(&config), 1, &states, &metrics, &breaker);
+        let cell = SnapshotCell::new(snapshot);
         info!(log, "configuration applied"; "generation" => 1,
               "file" => file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<embedded default>".into()),
               "backends" => states.len(), "routes" => config.routes.len());
@@ -63,6 +70,7 @@ impl ConfigActor {
             states,
             actors,
             health,
+            breaker,
             cell,
             log: log.clone(),
         }

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod balance;
+pub mod breaker;
 pub mod build;
 pub mod config_actor;
 pub mod health;

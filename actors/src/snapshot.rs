@@ -3,8 +3,9 @@
 //! nanoseconds) and never waits for an actor. The backends inside are shared `Arc`s whose
 //! atomics the actors keep updating, so health or drain changes need no new snapshot.
 
-use crate::backend::state::BackendState;
+use crate::backend::state::{ActiveGuard, BackendState, BreakerPosition};
 use crate::balance::Balancer;
+use crate::breaker::BreakerLink;
 use crate::metrics::{OutcomeCounters, RouteMetrics};
 use crate::routing::{RouteRule, RouteTable};
 use actix_http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -94,6 +95,8 @@ pub struct UpstreamSnapshot {
     /// Extra tries on another backend after a connect failure.
     pub retry_attempts: u32,
     pub pool: PoolSettings,
+    /// The breaker's actor and settings; `None` when `circuitBreaker.enabled` is false.
+    pub breaker: Option<BreakerLink>,
 }
 
 impl UpstreamSnapshot {
@@ -105,6 +108,39 @@ impl UpstreamSnapshot {
             |i| !tried.contains(&i) && self.backends[i].eligible(),
             |i| self.backends[i].active(),
         )
+    }
+
+    /// Picks a backend not in `tried` and marks a request in flight on it. A half-open backend
+    /// is chosen only with one of its `successThreshold` probe permits, which the guard holds
+    /// until the request ends; when another worker took the last permit first, the pick moves on.
+    #[inline]
+    pub fn acquire(&self, tried: &[usize]) -> Option<(usize, ActiveGuard)> {
+        let limit = self
+            .breaker
+            .as_ref()
+            .map_or(u32::MAX, |b| b.settings.success_threshold);
+        let mut lost: Vec<usize> = Vec::new(); // allocates only when a permit race is lost
+        loop {
+            let i = self.balancer.pick(
+                self.backends.len(),
+                |i| {
+                    let b = &self.backends[i];
+                    !tried.contains(&i)
+                        && !lost.contains(&i)
+                        && b.eligible()
+                        && (b.breaker() != BreakerPosition::HalfOpen || b.probe_room(limit))
+                },
+                |i| self.backends[i].active(),
+            )?;
+            let b = &self.backends[i];
+            if b.breaker() != BreakerPosition::HalfOpen {
+                return Some((i, b.begin()));
+            }
+            match b.begin_probe(limit) {
+                Some(guard) => return Some((i, guard)),
+                None => lost.push(i),
+            }
+        }
     }
 }
 

@@ -134,10 +134,6 @@ fn unnamed_routes_get_positional_names_and_methods_are_uppercased() {
 fn later_features_are_refused_not_ignored() {
     for (snippet, needle) in [
         ("  rateLimit: {enabled: true}\n", "server.rateLimit.enabled"),
-        (
-            "  circuitBreaker: {enabled: true}\n",
-            "server.circuitBreaker.enabled",
-        ),
         ("  tls: {enabled: true}\n", "server.tls.enabled"),
         ("  registry: {enabled: true}\n", "server.registry.enabled"),
     ] {
@@ -150,6 +146,19 @@ fn later_features_are_refused_not_ignored() {
         "{e}"
     );
     assert!(load(&format!("{BASE}  rateLimit: {{enabled: false, rate: 5}}\n")).is_ok());
+}
+
+#[test]
+fn circuit_breaker_can_be_enabled_and_is_still_range_checked() {
+    let c = load(&format!(
+        "{BASE}  circuitBreaker: {{enabled: true, failureThreshold: 3, timeout: 500ms}}\n"
+    ))
+    .unwrap();
+    assert!(c.server.circuit_breaker.enabled);
+    let e = err_text(&format!(
+        "{BASE}  circuit_breaker: {{enabled: true, success_threshold: 0}}\n"
+    ));
+    assert!(e.contains("server.circuitBreaker.successThreshold"), "{e}");
 }
 
 #[test]

@@ -71,9 +71,6 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if s.rate_limit.enabled {
         v.not_yet("server.rateLimit.enabled", "rate limiting");
     }
-    if s.circuit_breaker.enabled {
-        v.not_yet("server.circuitBreaker.enabled", "the circuit breaker");
-    }
     if s.tls.enabled {
         v.not_yet("server.tls.enabled", "TLS termination");
     }
@@ -129,12 +126,6 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
         }
         backends(&mut v, &format!("{path}.backends"), &up.backends);
         let eff = cfg.upstream_settings(name);
-        if up.circuit_breaker.as_ref().and_then(|c| c.enabled) == Some(true) {
-            v.not_yet(
-                &format!("{path}.circuitBreaker.enabled"),
-                "the circuit breaker",
-            );
-        }
         sections(
             &mut v,
             &path,

@@ -11,6 +11,8 @@ pub enum GatewayError {
     BodyTooLarge,
     HeadersTooLarge,
     NoEligibleBackend,
+    /// Every backend that could serve is behind an open (or probe-saturated) breaker.
+    CircuitOpen,
     UpstreamConnect,
     UpstreamProtocol,
     UpstreamTimeout,
@@ -23,7 +25,9 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            GatewayError::NoEligibleBackend => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::NoEligibleBackend | GatewayError::CircuitOpen => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::UpstreamConnect | GatewayError::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
@@ -38,6 +42,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge => "request body too large",
             GatewayError::HeadersTooLarge => "request headers too large",
             GatewayError::NoEligibleBackend => "no healthy backend available",
+            GatewayError::CircuitOpen => "circuit open",
             GatewayError::UpstreamConnect => "upstream connection failed",
             GatewayError::UpstreamProtocol => "upstream protocol error",
             GatewayError::UpstreamTimeout => "upstream timed out",

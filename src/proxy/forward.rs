@@ -77,12 +77,13 @@ pub async fn forward(
     let mut tried: Vec<usize> = Vec::with_capacity(0);
     let mut last = GatewayError::NoEligibleBackend;
     for _ in 0..=up.retry_attempts {
-        let Some(i) = up.pick(&tried) else { break };
+        let Some((i, guard)) = up.acquire(&tried) else {
+            break;
+        };
         if up.retry_attempts > 0 {
             tried.push(i);
         }
         let backend = &up.backends[i];
-        let guard = backend.begin();
         ex.backend = Some(Arc::clone(backend));
         let mut headers = HeaderMap::new();
         upstream_headers(ex, route, &backend.addr, &mut headers, false);
@@ -117,7 +118,7 @@ pub async fn forward(
             };
             return ex.fail(w, Some(route), why);
         }
-        backend.record_outcome(false);
+        up.record_outcome(&guard, false);
         target.counters[i].failure.inc();
         match err {
             UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => {
@@ -137,6 +138,9 @@ pub async fn forward(
             }
             _ => return ex.fail(w, Some(route), GatewayError::UpstreamProtocol),
         }
+    }
+    if last == GatewayError::NoEligibleBackend && up.breaker_blocked() {
+        last = GatewayError::CircuitOpen;
     }
     ex.fail(w, Some(route), last)
 }
@@ -207,7 +211,7 @@ fn respond(
 ) -> HttpResponse {
     let status = resp.status;
     let success = status.as_u16() < 500;
-    guard.backend().record_outcome(success);
+    target.upstream.record_outcome(&guard, success);
     target.counters[i].record(success);
     let mut hdrs = resp.headers;
     headers::strip_response_hop_by_hop(&mut hdrs);

@@ -55,6 +55,9 @@ pub async fn tunnel(
         Ok(c) => c,
         Err(why) => {
             let err = match why {
+                ConnectFailure::NoneEligible if target.upstream.breaker_blocked() => {
+                    GatewayError::CircuitOpen
+                }
                 ConnectFailure::NoneEligible => GatewayError::NoEligibleBackend,
                 ConnectFailure::Refused(_) => GatewayError::UpstreamConnect,
                 ConnectFailure::TimedOut => GatewayError::UpstreamTimeout,
@@ -111,18 +114,18 @@ pub async fn tunnel(
         match tokio::time::timeout(target.request_timeout, exchange).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => {
-                backend.record_outcome(false);
+                target.upstream.record_outcome(&guard, false);
                 target.counters[i].failure.inc();
                 return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
             }
             Err(_) => {
-                backend.record_outcome(false);
+                target.upstream.record_outcome(&guard, false);
                 target.counters[i].failure.inc();
                 return ex.fail(w, Some(route), GatewayError::UpstreamTimeout);
             }
         };
     let success = status < 500;
-    backend.record_outcome(success);
+    target.upstream.record_outcome(&guard, success);
     target.counters[i].record(success);
     let Ok(code) = StatusCode::from_u16(status) else {
         return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);

@@ -2,6 +2,8 @@
 //! helpers and `eventually`, so integration tests read like scenarios.
 #![allow(dead_code)]
 
+pub mod controlled;
+
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use gogate::gateway::{Gateway, GatewayOptions};

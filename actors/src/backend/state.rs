@@ -1,5 +1,6 @@
 //! The runtime state of one backend, shared between its `BackendActor` (the single writer of
-//! the lifecycle flags: health, drain, breaker) and the data plane (which only bumps counters).
+//! the lifecycle flags: health, drain), the `BreakerActor` (the single writer of the breaker
+//! position) and the data plane (which only bumps counters and takes half-open probe permits).
 //! Everything is an atomic so the request path never takes a lock or asks an actor.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -75,6 +76,8 @@ pub struct BackendState {
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     consecutive_failures: AtomicU32,
+    /// Half-open probe requests in flight (each held by an [`ActiveGuard`]).
+    breaker_probes: AtomicU32,
     probe: Mutex<ProbeRecord>,
 }
 
@@ -95,6 +98,7 @@ impl BackendState {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
+            breaker_probes: AtomicU32::new(0),
             probe: Mutex::new(ProbeRecord::default()),
         })
     }
@@ -132,6 +136,17 @@ impl BackendState {
     pub fn bytes_received(&self) -> u64 {
         self.bytes_received.load(Ordering::Relaxed)
     }
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+    /// Half-open probe requests in flight.
+    pub fn breaker_probes(&self) -> u32 {
+        self.breaker_probes.load(Ordering::Relaxed)
+    }
+    /// Healthy, not draining and weighted, whatever its breaker says.
+    pub fn available(&self) -> bool {
+        self.weight > 0 && self.healthy() && !self.draining()
+    }
     pub fn probe_record(&self) -> ProbeRecord {
         self.probe.lock().map(|p| p.clone()).unwrap_or_default()
     }
@@ -144,9 +159,15 @@ impl BackendState {
     pub(crate) fn set_draining(&self, v: bool) {
         self.draining.store(v, Ordering::Relaxed);
     }
-    #[allow(dead_code)]
+    // --- writes by the BreakerActor (control plane) ---
+
     pub(crate) fn set_breaker(&self, v: BreakerPosition) {
         self.breaker.store(v as u8, Ordering::Relaxed);
+    }
+    /// Restarts the failure count on a breaker transition, so the next trip again lands exactly
+    /// on the threshold once.
+    pub(crate) fn reset_failures(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
     }
     pub(crate) fn record_probe(&self, error: Option<String>) {
         let now = SystemTime::now()
@@ -166,7 +187,30 @@ impl BackendState {
     pub fn begin(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
         self.requests_total.fetch_add(1, Ordering::Relaxed);
-        ActiveGuard(Arc::clone(self))
+        ActiveGuard {
+            backend: Arc::clone(self),
+            probe: false,
+        }
+    }
+
+    /// Does a half-open breaker have a probe permit left (`limit` = `successThreshold`)?
+    #[inline]
+    pub fn probe_room(&self, limit: u32) -> bool {
+        self.breaker_probes.load(Ordering::Relaxed) < limit
+    }
+
+    /// Like [`begin`](Self::begin) for a half-open backend: takes one of `limit` probe permits
+    /// (released when the guard drops), or `None` when all are in use.
+    #[inline]
+    pub fn begin_probe(self: &Arc<Self>, limit: u32) -> Option<ActiveGuard> {
+        self.breaker_probes
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        let mut guard = self.begin();
+        guard.probe = true;
+        Some(guard)
     }
 
     /// Records an outcome; returns the consecutive-failure count after a failure (the breaker
@@ -193,18 +237,63 @@ impl BackendState {
     }
 }
 
-/// Decrements the backend's active count when dropped.
+/// Decrements the backend's active count (and frees its half-open probe permit, if it holds
+/// one) when dropped.
 #[derive(Debug)]
-pub struct ActiveGuard(Arc<BackendState>);
+pub struct ActiveGuard {
+    backend: Arc<BackendState>,
+    probe: bool,
+}
 
 impl ActiveGuard {
     pub fn backend(&self) -> &Arc<BackendState> {
-        &self.0
+        &self.backend
+    }
+    /// Is this request a half-open breaker probe (its outcome decides the breaker)?
+    pub fn is_probe(&self) -> bool {
+        self.probe
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.backend.active.fetch_sub(1, Ordering::Relaxed);
+        if self.probe {
+            self.backend.breaker_probes.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_permits_are_limited_and_freed_with_the_guard() {
+        let b = BackendState::new("default", "127.0.0.1:1", 1, Source::Static);
+        let first = b.begin_probe(2).expect("first permit");
+        let second = b.begin_probe(2).expect("second permit");
+        assert!(first.is_probe() && second.is_probe());
+        assert!(!b.probe_room(2));
+        assert!(b.begin_probe(2).is_none(), "a third probe must wait");
+        assert_eq!(b.active(), 2);
+        drop(first);
+        assert!(b.probe_room(2));
+        let third = b.begin_probe(2).expect("permit freed by the first guard");
+        drop((second, third));
+        assert_eq!((b.breaker_probes(), b.active()), (0, 0));
+        assert!(!b.begin().is_probe());
+    }
+
+    #[test]
+    fn consecutive_failures_count_until_a_success() {
+        let b = BackendState::new("default", "127.0.0.1:1", 1, Source::Static);
+        assert_eq!(b.record_outcome(false), 1);
+        assert_eq!(b.record_outcome(false), 2);
+        assert_eq!(b.record_outcome(true), 0);
+        assert_eq!(b.record_outcome(false), 1);
+        b.reset_failures();
+        assert_eq!(b.consecutive_failures(), 0);
+        assert_eq!(b.failures_total(), 3);
     }
 }

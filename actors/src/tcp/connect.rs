@@ -35,10 +35,11 @@ pub async fn connect_eligible(
     let mut tried: Vec<usize> = Vec::new();
     let mut last = ConnectFailure::NoneEligible;
     for _ in 0..=up.retry_attempts {
-        let Some(i) = up.pick(&tried) else { break };
+        let Some((i, guard)) = up.acquire(&tried) else {
+            break;
+        };
         tried.push(i);
         let backend = &up.backends[i];
-        let guard = backend.begin();
         let attempt = tokio::time::timeout(
             up.timeouts.connect.get(),
             TcpStream::connect(backend.addr.as_str()),
@@ -55,7 +56,7 @@ pub async fn connect_eligible(
             Ok(Err(e)) => ConnectFailure::Refused(e.to_string()),
             Err(_) => ConnectFailure::TimedOut,
         };
-        backend.record_outcome(false);
+        up.record_outcome(&guard, false);
         if let Some(c) = counters.get(i) {
             c.failure.inc();
         }

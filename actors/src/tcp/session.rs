@@ -42,7 +42,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
     let Connected {
         index: i,
         stream: server,
-        guard: _guard,
+        guard,
     } = match connected {
         Ok(c) => c,
         Err(why) => {
@@ -54,9 +54,11 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
         }
     };
     let backend = &up.backends[i];
+    // For L4 only a connect failure counts against the breaker: report the success now, so a
+    // half-open probe does not wait for a long session to end.
+    up.record_outcome(&guard, true);
     let _ = client.set_nodelay(true);
     let (sent, received, result) = relay(&client, &server, up.timeouts.idle.get(), backend).await;
-    backend.record_outcome(true);
     tcp.counters[i].success.inc();
     let elapsed = started.elapsed();
     tcp.metrics.observe_duration(elapsed.as_secs_f64());
