@@ -8,8 +8,10 @@ pub mod build;
 pub mod config_actor;
 pub mod logging;
 pub mod metrics;
+pub mod ratelimit;
 pub mod routing;
 pub mod snapshot;
+pub mod split;
 pub mod stats;
 pub mod tcp;
 
