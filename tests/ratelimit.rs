@@ -108,12 +108,12 @@ async fn buckets_refill_at_the_configured_rate() {
     let up = Upstream::new("a").start().await;
     let gw = gateway(&l7_yaml(
         &up,
-        "  rateLimit: {enabled: true, rate: 20, burst: 1}\n",
+        "  rateLimit: {enabled: true, rate: 2, burst: 1}\n",
     ))
     .await;
     allowed(&gw.get("/").await, 1);
     rejected(&gw.get("/").await, 1);
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     allowed(&gw.get("/").await, 1);
     gw.stop().await;
 }
@@ -248,6 +248,55 @@ async fn requests_no_route_matches_are_limited_too() {
     assert_eq!(num(&r, "ratelimit-remaining"), 0, "{r:?}");
     rejected(&gw.get("/nowhere").await, 1);
     assert_eq!(rejected_metric(&gw, "http", "none").await, 1);
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_allowed_websocket_upgrade_carries_the_quota_headers() {
+    // A raw upstream that accepts the upgrade, then holds the tunnel until the client leaves.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    actix_rt::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await;
+        while let Ok(1..) = s.read(&mut buf).await {}
+    });
+    let gw = gateway(&backends_yaml(
+        &[&addr.to_string()],
+        "  listenAddr: \"\"\n  rateLimit: {enabled: true, rate: 0.01, burst: 5}\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.http.expect("http"))
+        .await
+        .expect("connect");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(n @ 1..)) => head.extend_from_slice(&buf[..n]),
+            other => panic!("no upgrade response: {other:?}"),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("ratelimit-limit: 5\r\n"), "{head}");
+    assert!(head.contains("ratelimit-remaining: 4\r\n"), "{head}");
+    drop(s);
     gw.stop().await;
 }
 

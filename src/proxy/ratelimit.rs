@@ -36,13 +36,19 @@ pub(crate) fn enforce(
     Some(res)
 }
 
-/// Adds the `RateLimit-*` headers of `quota` to a response.
-pub(crate) fn set_headers(quota: &Decision, headers: &mut HeaderMap) {
-    for (name, value) in [
+/// The `RateLimit-*` headers of `quota`.
+pub(crate) fn quota_headers(quota: &Decision) -> [(HeaderName, HeaderValue); 3] {
+    [
         ("ratelimit-limit", u64::from(quota.limit)),
         ("ratelimit-remaining", u64::from(quota.remaining)),
         ("ratelimit-reset", quota.reset_secs),
-    ] {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    ]
+    .map(|(name, value)| (HeaderName::from_static(name), HeaderValue::from(value)))
+}
+
+/// Adds the `RateLimit-*` headers of `quota` to a response.
+pub(crate) fn set_headers(quota: &Decision, headers: &mut HeaderMap) {
+    for (name, value) in quota_headers(quota) {
+        headers.insert(name, value);
     }
 }
