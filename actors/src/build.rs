@@ -95,19 +95,17 @@ pub fn build_snapshot(
         .collect();
 
     let default_route = (!default_up.backends.is_empty()).then(|| {
-        Arc::new(
-            RouteSnapshot::new(
-                DEFAULT_UPSTREAM.to_string(),
-                RouteRule::new(&MatchConfig::default(), usize::MAX),
-                vec![target(DEFAULT_UPSTREAM, DEFAULT_UPSTREAM, 1, None)],
-                None,
-                true,
-                CompiledHeaderRules::default(),
-                CompiledHeaderRules::default(),
-                RouteMetrics::new(metrics, "http", DEFAULT_UPSTREAM),
-            )
-            .with_rate_limit(limits.http(metrics, DEFAULT_UPSTREAM)),
-        )
+        let route = RouteSnapshot::new(
+            DEFAULT_UPSTREAM.to_string(),
+            RouteRule::new(&MatchConfig::default(), usize::MAX),
+            vec![target(DEFAULT_UPSTREAM, DEFAULT_UPSTREAM, 1, None)],
+            None,
+            true,
+            CompiledHeaderRules::default(),
+            CompiledHeaderRules::default(),
+            RouteMetrics::new(metrics, "http", DEFAULT_UPSTREAM),
+        );
+        Arc::new(route.with_rate_limit(limits.http(metrics, DEFAULT_UPSTREAM)))
     });
 
     let tcp = TcpSnapshot {
