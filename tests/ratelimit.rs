@@ -56,17 +56,24 @@ fn rejected(r: &Resp, limit: u64) {
     assert!(num(r, "ratelimit-reset") >= 1, "{r:?}");
 }
 
-/// The value of `gogate_rate_limit_rejected_total{listener, route}` (0 when absent).
-async fn rejected_metric(gw: &TestGateway, listener: &str, route: &str) -> u64 {
+/// The value of metric `name` with the given labels (0 when absent).
+async fn metric(gw: &TestGateway, name: &str, labels: &[(&str, &str)]) -> u64 {
     let text = gw.metrics_text().await;
     text.lines()
-        .filter(|l| l.starts_with("gogate_rate_limit_rejected_total{"))
+        .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter(|l| {
-            l.contains(&format!("listener=\"{listener}\""))
-                && l.contains(&format!("route=\"{route}\""))
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
         })
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// `gogate_rate_limit_rejected_total{listener, route}`.
+async fn rejected_metric(gw: &TestGateway, listener: &str, route: &str) -> u64 {
+    let labels = [("listener", listener), ("route", route)];
+    metric(gw, "gogate_rate_limit_rejected_total", &labels).await
 }
 
 async fn stats_rate_limited(gw: &TestGateway) -> u64 {
@@ -138,6 +145,8 @@ async fn ip_limit_gives_each_client_behind_a_trusted_proxy_its_own_bucket() {
     // The proxy itself, without X-Forwarded-For, is a third client.
     assert_eq!(allowed(&gw.get("/").await, 2), 1);
     assert_eq!(rejected_metric(&gw, "http", "default").await, 2);
+    let labels = [("listener", "http"), ("limit", "server")];
+    assert_eq!(metric(&gw, "gogate_rate_limit_keys", &labels).await, 3);
     gw.stop().await;
 }
 

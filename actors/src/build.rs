@@ -47,7 +47,7 @@ pub fn build_snapshot(
         upstreams.insert(name, Arc::new(up));
     }
     let default_up = Arc::clone(&upstreams[DEFAULT_UPSTREAM]);
-    let limits = RateLimits::new(&config.server.rate_limit);
+    let mut limits = RateLimits::new(&config.server.rate_limit);
 
     let target = |route: &str, name: &str, weight: u32, timeout: Option<std::time::Duration>| {
         let up = Arc::clone(&upstreams[name]);
@@ -131,6 +131,7 @@ pub fn build_snapshot(
         access_log: config.logging.access_log,
         unmatched: RouteMetrics::new(metrics, "http", "none"),
         unmatched_rate_limit: limits.http(metrics, "none"),
+        keyed_rate_limits: limits.keyed(),
         routes: RouteTable::new(routes),
         default_route,
         tcp,

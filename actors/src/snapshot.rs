@@ -6,7 +6,7 @@
 use crate::backend::state::BackendState;
 use crate::balance::Balancer;
 use crate::metrics::{OutcomeCounters, RouteMetrics};
-use crate::ratelimit::RateLimitSnapshot;
+use crate::ratelimit::{KeyedLimiter, RateLimitSnapshot};
 use crate::routing::{RouteRule, RouteTable};
 use crate::split::{self, StickyKey};
 use actix_http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -50,6 +50,8 @@ pub struct GatewaySnapshot {
     pub unmatched: RouteMetrics,
     /// `server.rateLimit` for requests no route matched.
     pub unmatched_rate_limit: Option<RateLimitSnapshot>,
+    /// Limiters with per-key buckets (their sizes are exported as a gauge).
+    pub keyed_rate_limits: Vec<KeyedLimiter>,
     pub trusted_proxies: Vec<Cidr>,
     pub limits: LimitsConfig,
     pub access_log: bool,

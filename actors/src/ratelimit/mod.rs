@@ -156,12 +156,22 @@ pub fn admit_connection(cell: &SnapshotCell, stats: &Stats, ip: IpAddr) -> bool 
     }
 }
 
+/// One keyed limiter of a snapshot, for the `gogate_rate_limit_keys` gauge.
+pub struct KeyedLimiter {
+    pub listener: &'static str,
+    /// `server`, or the name of the route whose own block it is.
+    pub limit: String,
+    pub limiter: Arc<RateLimiter>,
+}
+
 /// The limiters of one snapshot, built once per generation.
 pub struct RateLimits {
     /// `server.rateLimit` for L7 requests, shared by routes without their own block.
     http: Option<Arc<RateLimiter>>,
     /// `server.rateLimit` for L4 connections.
     tcp: Option<Arc<RateLimiter>>,
+    /// Routes' own limiters, by route name.
+    routes: Vec<(String, Arc<RateLimiter>)>,
 }
 
 impl RateLimits {
@@ -171,14 +181,23 @@ impl RateLimits {
             tcp: server
                 .enabled
                 .then(|| Arc::new(RateLimiter::for_connections(server))),
+            routes: Vec::new(),
         }
     }
 
     /// The limit for requests served by `route`: its own block if it has one (none when that
     /// block says `enabled: false`), else the server's.
-    pub fn for_route(&self, route: &RouteConfig, metrics: &Metrics) -> Option<RateLimitSnapshot> {
+    pub fn for_route(
+        &mut self,
+        route: &RouteConfig,
+        metrics: &Metrics,
+    ) -> Option<RateLimitSnapshot> {
         let limiter = match &route.rate_limit {
-            Some(own) if own.enabled => Arc::new(RateLimiter::new(&own.into())),
+            Some(own) if own.enabled => {
+                let own = Arc::new(RateLimiter::new(&own.into()));
+                self.routes.push((route.name.clone(), Arc::clone(&own)));
+                own
+            }
             Some(_) => return None,
             None => Arc::clone(self.http.as_ref()?),
         };
@@ -194,6 +213,26 @@ impl RateLimits {
     pub fn http(&self, metrics: &Metrics, route: &str) -> Option<RateLimitSnapshot> {
         let limiter = Arc::clone(self.http.as_ref()?);
         Some(RateLimitSnapshot::new(limiter, metrics, "http", route))
+    }
+
+    /// Every limiter with per-key buckets (global ones hold no map worth watching).
+    pub fn keyed(&self) -> Vec<KeyedLimiter> {
+        let server = [("http", &self.http), ("tcp", &self.tcp)]
+            .into_iter()
+            .filter_map(|(listener, l)| Some((listener, "server".to_string(), l.as_ref()?)));
+        let routes = self
+            .routes
+            .iter()
+            .map(|(name, l)| ("http", name.clone(), l));
+        server
+            .chain(routes)
+            .filter(|(_, _, l)| l.key != LimitKey::Global)
+            .map(|(listener, limit, l)| KeyedLimiter {
+                listener,
+                limit,
+                limiter: Arc::clone(l),
+            })
+            .collect()
     }
 
     /// The server's L4 limit (`listener="tcp", route="default"`).
