@@ -6,8 +6,10 @@ use crate::backend::state::BackendState;
 use crate::balance::Balancer;
 use crate::breaker::{BreakerActor, BreakerLink};
 use crate::metrics::{Metrics, OutcomeCounters, RouteMetrics};
+use crate::ratelimit::RateLimits;
 use crate::routing::{RouteRule, RouteTable};
 use crate::snapshot::*;
+use crate::split::StickyKey;
 use gogate_config::{Cidr, Config, MatchConfig, DEFAULT_UPSTREAM};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -51,6 +53,7 @@ pub fn build_snapshot(
         upstreams.insert(name, Arc::new(up));
     }
     let default_up = Arc::clone(&upstreams[DEFAULT_UPSTREAM]);
+    let mut limits = RateLimits::new(&config.server.rate_limit);
 
     let target = |route: &str, name: &str, weight: u32, timeout: Option<std::time::Duration>| {
         let up = Arc::clone(&upstreams[name]);
@@ -90,13 +93,15 @@ pub fn build_snapshot(
                 CompiledHeaderRules::new(&r.request_headers),
                 CompiledHeaderRules::new(&r.response_headers),
                 RouteMetrics::new(metrics, "http", &r.name),
-            );
+            )
+            .with_rate_limit(limits.for_route(r, metrics))
+            .with_sticky(StickyKey::new(&r.sticky));
             (rule, Arc::new(snap))
         })
         .collect();
 
     let default_route = (!default_up.backends.is_empty()).then(|| {
-        Arc::new(RouteSnapshot::new(
+        let route = RouteSnapshot::new(
             DEFAULT_UPSTREAM.to_string(),
             RouteRule::new(&MatchConfig::default(), usize::MAX),
             vec![target(DEFAULT_UPSTREAM, DEFAULT_UPSTREAM, 1, None)],
@@ -105,7 +110,8 @@ pub fn build_snapshot(
             CompiledHeaderRules::default(),
             CompiledHeaderRules::default(),
             RouteMetrics::new(metrics, "http", DEFAULT_UPSTREAM),
-        ))
+        );
+        Arc::new(route.with_rate_limit(limits.http(metrics, DEFAULT_UPSTREAM)))
     });
 
     let tcp = TcpSnapshot {
@@ -115,6 +121,7 @@ pub fn build_snapshot(
             .map(|b| OutcomeCounters::new(metrics, "tcp", DEFAULT_UPSTREAM, &b.addr))
             .collect(),
         metrics: RouteMetrics::new(metrics, "tcp", DEFAULT_UPSTREAM),
+        rate_limit: limits.tcp(metrics),
         upstream: default_up,
     };
 
@@ -129,6 +136,8 @@ pub fn build_snapshot(
         limits: config.server.limits.clone(),
         access_log: config.logging.access_log,
         unmatched: RouteMetrics::new(metrics, "http", "none"),
+        unmatched_rate_limit: limits.http(metrics, "none"),
+        keyed_rate_limits: limits.keyed(),
         routes: RouteTable::new(routes),
         default_route,
         tcp,

@@ -10,8 +10,10 @@ pub mod config_actor;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod ratelimit;
 pub mod routing;
 pub mod snapshot;
+pub mod split;
 pub mod stats;
 pub mod tcp;
 

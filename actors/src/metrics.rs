@@ -31,6 +31,7 @@ pub struct Metrics {
     pub backend_bytes_received: IntCounterVec,
     pub breaker_state: IntGaugeVec,
     pub rate_limited: IntCounterVec,
+    pub rate_limit_keys: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub registry_services: IntGauge,
     pub uptime: Gauge,
@@ -120,6 +121,11 @@ impl Metrics {
                 "gogate_rate_limit_rejected_total",
                 "Requests and connections rejected by a rate limit.",
                 &["listener", "route"],
+            ),
+            rate_limit_keys: gauge(
+                "gogate_rate_limit_keys",
+                "Per-key rate-limit buckets held (bounded by rateLimit.maxKeys).",
+                &["listener", "limit"],
             ),
             config_reloads: counter(
                 "gogate_config_reloads_total",
@@ -256,6 +262,12 @@ impl MetricsActor {
                 *sent.entry(&b.addr).or_default() += b.bytes_sent();
                 *received.entry(&b.addr).or_default() += b.bytes_received();
             }
+        }
+        m.rate_limit_keys.reset();
+        for k in &snap.keyed_rate_limits {
+            m.rate_limit_keys
+                .with_label_values(&[k.listener, &k.limit])
+                .set(k.limiter.keys() as i64);
         }
         // Counters derived from the backend atomics: reset and set to the current totals (only
         // this actor touches these two families, so no scrape sees the intermediate zero).

@@ -7,7 +7,9 @@ use crate::backend::state::{ActiveGuard, BackendState, BreakerPosition};
 use crate::balance::Balancer;
 use crate::breaker::BreakerLink;
 use crate::metrics::{OutcomeCounters, RouteMetrics};
+use crate::ratelimit::{KeyedLimiter, RateLimitSnapshot};
 use crate::routing::{RouteRule, RouteTable};
+use crate::split::{self, StickyKey};
 use actix_http::header::{HeaderMap, HeaderName, HeaderValue};
 use arc_swap::ArcSwap;
 use gogate_config::{Cidr, Config, LimitsConfig, TcpPoolConfig, TimeoutsConfig};
@@ -47,6 +49,10 @@ pub struct GatewaySnapshot {
     pub tcp: TcpSnapshot,
     /// Metrics of requests no route matched (`route="none"`).
     pub unmatched: RouteMetrics,
+    /// `server.rateLimit` for requests no route matched.
+    pub unmatched_rate_limit: Option<RateLimitSnapshot>,
+    /// Limiters with per-key buckets (their sizes are exported as a gauge).
+    pub keyed_rate_limits: Vec<KeyedLimiter>,
     pub trusted_proxies: Vec<Cidr>,
     pub limits: LimitsConfig,
     pub access_log: bool,
@@ -165,6 +171,9 @@ pub struct RouteSnapshot {
     pub request_headers: CompiledHeaderRules,
     pub response_headers: CompiledHeaderRules,
     pub metrics: RouteMetrics,
+    /// The limit this route's requests are checked against (its own, or the server's).
+    pub rate_limit: Option<RateLimitSnapshot>,
+    pub sticky: StickyKey,
 }
 
 impl RouteSnapshot {
@@ -190,7 +199,35 @@ impl RouteSnapshot {
             request_headers,
             response_headers,
             metrics,
+            rate_limit: None,
+            sticky: StickyKey::None,
         }
+    }
+
+    pub(crate) fn with_rate_limit(mut self, limit: Option<RateLimitSnapshot>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    pub(crate) fn with_sticky(mut self, sticky: StickyKey) -> Self {
+        self.sticky = sticky;
+        self
+    }
+
+    /// The split target for a request: sticky when the route is sticky and the request carries
+    /// the value, else weighted random.
+    #[inline]
+    pub fn pick_target(&self, headers: &HeaderMap) -> &RouteTarget {
+        if self.targets.len() > 1 && self.total_weight > 0 {
+            if let Some(value) = self.sticky.value(headers) {
+                let point = split::sticky_point(value, self.total_weight);
+                let weights = self.targets.iter().map(|t| u64::from(t.weight));
+                if let Some(i) = split::index_at(weights, point) {
+                    return &self.targets[i];
+                }
+            }
+        }
+        self.choose_target()
     }
 
     /// Weighted random choice among the split targets (the only target when there is one).
@@ -216,6 +253,8 @@ pub struct TcpSnapshot {
     pub upstream: Arc<UpstreamSnapshot>,
     pub counters: Vec<OutcomeCounters>,
     pub metrics: RouteMetrics,
+    /// `server.rateLimit` per accepted connection.
+    pub rate_limit: Option<RateLimitSnapshot>,
 }
 
 /// `requestHeaders`/`responseHeaders` rules with names and values parsed once.

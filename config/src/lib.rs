@@ -9,7 +9,9 @@ pub mod duration;
 pub mod error;
 mod locate;
 pub mod model;
+pub mod rate_limit;
 mod sections;
+pub mod sticky;
 pub mod validate;
 
 pub use addr::{check_backend_addr, parse_listen_addr, Cidr};
@@ -91,6 +93,20 @@ fn from_serde(e: &serde_yaml::Error) -> ConfigError {
         Some((p, m)) if !p.contains(' ') => (p.to_string(), m.to_string()),
         _ => (String::new(), msg),
     };
+    let mut path = path;
+    // Our scalar parsers say `invalid KEY "value"; allowed: ...`, but serde_yaml's path stops at
+    // the enclosing mapping: name the key too.
+    if let Some((key, rest)) = message
+        .strip_prefix("invalid ")
+        .and_then(|m| m.split_once(' '))
+    {
+        if !path.is_empty()
+            && rest.starts_with('"')
+            && key.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            path = format!("{path}.{key}");
+        }
+    }
     for (key, hint) in RENAMED_KEYS {
         if message.starts_with(&format!("unknown field `{key}`")) {
             message = format!("unknown field `{key}`: {hint}");

@@ -4,10 +4,11 @@
 //! those of DESIGN B3/B10. Values are checked in `validate.rs`, not here.
 
 use crate::duration::Dur;
+pub use crate::rate_limit::{KeyBy, RateLimitConfig, RouteRateLimitConfig};
 pub use crate::sections::*;
+pub use crate::sticky::Sticky;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -156,70 +157,6 @@ impl<'de> Deserialize<'de> for LbAlgorithm {
                 LbAlgorithm::ALLOWED
             ))
         })
-    }
-}
-
-/// What a rate-limit bucket is keyed by.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum KeyBy {
-    #[default]
-    Global,
-    Ip,
-    Header(String),
-}
-
-impl fmt::Display for KeyBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyBy::Global => f.write_str("global"),
-            KeyBy::Ip => f.write_str("ip"),
-            KeyBy::Header(h) => write!(f, "header:{h}"),
-        }
-    }
-}
-
-impl Serialize for KeyBy {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for KeyBy {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let lower = text.trim().to_ascii_lowercase();
-        match lower.as_str() {
-            "global" => Ok(KeyBy::Global),
-            "ip" => Ok(KeyBy::Ip),
-            _ => match lower.strip_prefix("header:") {
-                Some(name) if crate::validate::is_token(name) => Ok(KeyBy::Header(name.into())),
-                _ => Err(de::Error::custom(format!(
-                    "invalid keyBy {text:?}; allowed: global, ip, header:NAME"
-                ))),
-            },
-        }
-    }
-}
-
-/// `rateLimit:` token bucket (resilience issue; rejected while enabled until then).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-pub struct RateLimitConfig {
-    pub enabled: bool,
-    pub rate: f64,
-    pub burst: u32,
-    #[serde(alias = "key_by")]
-    pub key_by: KeyBy,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            rate: 1000.0,
-            burst: 100,
-            key_by: KeyBy::Global,
-        }
     }
 }
 
@@ -392,7 +329,8 @@ pub struct RouteConfig {
     pub matcher: MatchConfig,
     /// Weighted traffic split; empty = the `default` upstream.
     pub upstreams: Vec<RouteUpstream>,
-    pub sticky: String,
+    /// `cookie:NAME` / `header:NAME` pins a value to one split target; `""` = random.
+    pub sticky: Sticky,
     #[serde(alias = "strip_prefix")]
     pub strip_prefix: bool,
     #[serde(alias = "preserve_host")]
@@ -404,7 +342,7 @@ pub struct RouteConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
     #[serde(alias = "rate_limit", skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<serde_yaml::Value>,
+    pub rate_limit: Option<RouteRateLimitConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsOverride>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -417,7 +355,7 @@ impl Default for RouteConfig {
             name: String::new(),
             matcher: MatchConfig::default(),
             upstreams: Vec::new(),
-            sticky: String::new(),
+            sticky: Sticky::None,
             strip_prefix: false,
             preserve_host: true,
             request_headers: HeaderRules::default(),

@@ -133,7 +133,6 @@ fn unnamed_routes_get_positional_names_and_methods_are_uppercased() {
 #[test]
 fn later_features_are_refused_not_ignored() {
     for (snippet, needle) in [
-        ("  rateLimit: {enabled: true}\n", "server.rateLimit.enabled"),
         ("  tls: {enabled: true}\n", "server.tls.enabled"),
         ("  registry: {enabled: true}\n", "server.registry.enabled"),
     ] {
@@ -145,7 +144,58 @@ fn later_features_are_refused_not_ignored() {
         e.contains("jwt: JWT authentication is not supported yet"),
         "{e}"
     );
-    assert!(load(&format!("{BASE}  rateLimit: {{enabled: false, rate: 5}}\n")).is_ok());
+}
+
+#[test]
+fn rate_limits_load_and_bad_values_name_their_key() {
+    let c = load(&format!("{BASE}  rateLimit: {{enabled: true, rate: 5, burst: 2, keyBy: ip, maxKeys: 10}}\nroutes:\n  - name: a\n    upstreams: [{{name: default}}]\n    rateLimit: {{rate: 1, keyBy: \"header:X-Api-Key\"}}\n  - name: b\n    upstreams: [{{name: default}}]\n    rate_limit: {{enabled: false}}\n")).unwrap();
+    assert!(c.server.rate_limit.enabled && c.server.rate_limit.max_keys == 10);
+    let a = c.routes[0].rate_limit.as_ref().unwrap();
+    assert!(a.enabled && a.key_by == KeyBy::Header("x-api-key".into()));
+    assert!(!c.routes[1].rate_limit.as_ref().unwrap().enabled);
+
+    let e = load(&format!(
+        "{BASE}  rateLimit:\n    rate: 0\n    burst: 0\n    maxKeys: 0\n"
+    ))
+    .unwrap_err();
+    let paths: Vec<&str> = e.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "server.rateLimit.rate",
+            "server.rateLimit.burst",
+            "server.rateLimit.maxKeys"
+        ]
+    );
+    assert_eq!(e.0[0].line, Some(5), "{e}");
+    let e = err_text(&format!(
+        "{BASE}routes:\n  - upstreams: [{{name: default}}]\n    rateLimit: {{rate: -1}}\n"
+    ));
+    assert!(
+        e.contains("routes[0].rateLimit.rate") && e.contains("out of range"),
+        "{e}"
+    );
+    let e = err_text(&format!("{BASE}  rateLimit: {{keyBy: cookie}}\n"));
+    assert!(
+        e.contains("server.rateLimit.keyBy") && e.contains("header:NAME"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sticky_syntax_is_checked() {
+    let c = load(&format!(
+        "{BASE}routes:\n  - upstreams: [{{name: default}}]\n    sticky: \"cookie:sid\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.routes[0].sticky, Sticky::Cookie("sid".into()));
+    let e = err_text(&format!(
+        "{BASE}routes:\n  - upstreams: [{{name: default}}]\n    sticky: \"query:x\"\n"
+    ));
+    assert!(
+        e.contains("routes[0].sticky") && e.contains("cookie:NAME"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -68,9 +68,6 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if s.registry.listen.is_some() {
         v.err("server.registry.listen", "the registry is served by the admin API (server.admin.listenAddr); remove registry.listen");
     }
-    if s.rate_limit.enabled {
-        v.not_yet("server.rateLimit.enabled", "rate limiting");
-    }
     if s.tls.enabled {
         v.not_yet("server.tls.enabled", "TLS termination");
     }
@@ -101,6 +98,7 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
         }
     }
     limits(&mut v, &s.limits);
+    v.errors.extend(s.rate_limit.check("server.rateLimit"));
 
     for (name, up) in &cfg.upstreams {
         let path = format!("upstreams.{name}");
@@ -386,14 +384,12 @@ fn routes(v: &mut Validator, cfg: &Config) {
         }
         header_rules(v, &format!("{p}.requestHeaders"), &r.request_headers);
         header_rules(v, &format!("{p}.responseHeaders"), &r.response_headers);
-        if !r.sticky.is_empty() {
-            v.not_yet(&format!("{p}.sticky"), "sticky traffic splitting");
-        }
         if r.auth.is_some() {
             v.not_yet(&format!("{p}.auth"), "JWT authentication");
         }
-        if r.rate_limit.is_some() {
-            v.not_yet(&format!("{p}.rateLimit"), "per-route rate limiting");
+        if let Some(rl) = &r.rate_limit {
+            let errors = RateLimitConfig::from(rl).check(&format!("{p}.rateLimit"));
+            v.errors.extend(errors);
         }
         if r.cors == Some(true) {
             v.not_yet(&format!("{p}.cors"), "CORS");

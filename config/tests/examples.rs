@@ -3,8 +3,8 @@
 
 use gogate_config::{
     load_file, load_str, BackendConfig, CheckType, CircuitBreakerOverride, Config, HealthOverride,
-    LbAlgorithm, RetryOverride, RouteConfig, RouteUpstream, TcpPoolOverride, TimeoutsOverride,
-    UpstreamConfig, DEFAULT_CONFIG_YAML,
+    LbAlgorithm, RetryOverride, RouteConfig, RouteRateLimitConfig, RouteUpstream, TcpPoolOverride,
+    TimeoutsOverride, UpstreamConfig, DEFAULT_CONFIG_YAML,
 };
 use serde_yaml::Value;
 use std::collections::BTreeSet;
@@ -152,8 +152,8 @@ fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 #[test]
 fn full_example_sets_every_key_of_the_schema() {
     // The schema as it serialises: every server/logging key, plus one upstream with every
-    // override block and one route with every key this version accepts (auth and rateLimit
-    // are refused for now, so full.yaml only mentions them in comments).
+    // override block and one route with every key this version accepts (auth is refused for
+    // now, so full.yaml only mentions it in a comment).
     let mut reference = Config::default();
     let backend = BackendConfig {
         addr: "127.0.0.1:1".into(),
@@ -178,6 +178,7 @@ fn full_example_sets_every_key_of_the_schema() {
             weight: 1,
         }],
         timeouts: Some(TimeoutsOverride::default()),
+        rate_limit: Some(RouteRateLimitConfig::default()),
         cors: Some(false),
         ..RouteConfig::default()
     });

@@ -17,6 +17,7 @@ pub enum GatewayError {
     UpstreamProtocol,
     UpstreamTimeout,
     BadRequest(&'static str),
+    RateLimited,
 }
 
 impl GatewayError {
@@ -33,6 +34,7 @@ impl GatewayError {
             }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -47,6 +49,7 @@ impl GatewayError {
             GatewayError::UpstreamProtocol => "upstream protocol error",
             GatewayError::UpstreamTimeout => "upstream timed out",
             GatewayError::BadRequest(why) => why,
+            GatewayError::RateLimited => "rate limit exceeded",
         }
     }
 

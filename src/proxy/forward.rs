@@ -224,6 +224,9 @@ fn respond(
     if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
         hdrs.insert(HeaderName::from_static("x-request-id"), v);
     }
+    if let Some(q) = &ex.quota {
+        super::ratelimit::set_headers(q, &mut hdrs);
+    }
     ex.record_metrics(w, route, status.as_u16());
     let record = ex.access_record(w, &route.name, status.as_u16());
     let stream = ResponseBody::new(resp.body, record, Some(guard), ex.bytes_in.clone());

@@ -6,11 +6,13 @@ mod body;
 pub mod errors;
 mod forward;
 pub mod headers;
+mod ratelimit;
 pub(crate) mod upstream;
 mod websocket;
 
 use body::AccessRecord;
 use errors::GatewayError;
+use gogate_actors::ratelimit::Decision;
 use gogate_actors::routing::RequestFacts;
 use gogate_actors::snapshot::RouteSnapshot;
 use gogate_actors::{BackendState, GatewaySnapshot, SnapshotCell, Stats};
@@ -72,6 +74,8 @@ pub(crate) struct Exchange {
     pub backend: Option<Arc<BackendState>>,
     pub bytes_in: Rc<Cell<u64>>,
     pub exceeded: Rc<Cell<bool>>,
+    /// The rate-limit decision, when a limit applies (its `RateLimit-*` headers go on the response).
+    pub quota: Option<Decision>,
 }
 
 impl Exchange {
@@ -122,7 +126,10 @@ impl Exchange {
         metrics.observe(status, elapsed.as_secs_f64());
         w.stats
             .record_request(status < 500, elapsed.as_micros() as u64);
-        let res = err.response(&self.request_id);
+        let mut res = err.response(&self.request_id);
+        if let Some(q) = &self.quota {
+            ratelimit::set_headers(q, res.headers_mut());
+        }
         if let Some(rec) = self.access_record(w, name, status) {
             rec.emit(0);
         }
@@ -151,6 +158,7 @@ pub async fn handle(
         backend: None,
         bytes_in: Rc::default(),
         exceeded: Rc::default(),
+        quota: None,
     };
     let limits = &ex.snap.limits;
     let uri_len = ex
@@ -189,9 +197,16 @@ pub async fn handle(
             .or(snap.default_route.as_ref())
     };
     let Some(route) = route else {
+        let limit = snap.unmatched_rate_limit.as_ref();
+        if let Some(res) = ratelimit::enforce(&w, &mut ex, None, limit) {
+            return res;
+        }
         return ex.fail(&w, None, GatewayError::NoRoute);
     };
-    let target = route.choose_target();
+    if let Some(res) = ratelimit::enforce(&w, &mut ex, Some(route), route.rate_limit.as_ref()) {
+        return res;
+    }
+    let target = route.pick_target(ex.req.headers());
     if websocket::is_upgrade(&ex.req) {
         return websocket::tunnel(&w, &mut ex, route, target, payload).await;
     }

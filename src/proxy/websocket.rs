@@ -139,6 +139,15 @@ pub async fn tunnel(
         builder.append_header((k.clone(), v.clone()));
     }
     builder.insert_header(("x-request-id", ex.request_id.as_str()));
+    for pair in ex
+        .quota
+        .as_ref()
+        .map(super::ratelimit::quota_headers)
+        .into_iter()
+        .flatten()
+    {
+        builder.insert_header(pair);
+    }
     ex.record_metrics(w, route, status);
     let record = ex.access_record(w, &route.name, status);
     if code != StatusCode::SWITCHING_PROTOCOLS {

@@ -5,6 +5,7 @@
 
 use super::session::{self, SessionContext};
 use crate::metrics::Metrics;
+use crate::ratelimit::admit_connection;
 use crate::snapshot::SnapshotCell;
 use crate::stats::Stats;
 use actix::prelude::*;
@@ -125,6 +126,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        if !admit_connection(&shared.ctx.cell, &shared.ctx.stats, peer.ip()) {
+            // Over `rateLimit`: closed at once, with a reset like a refused connection below.
+            let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
+            continue;
+        }
         if shared.active.fetch_add(1, Ordering::Relaxed) >= shared.max {
             shared.active.fetch_sub(1, Ordering::Relaxed);
             // Refuse at once with a reset rather than a FIN the client might mistake for data.

@@ -1,0 +1,54 @@
+//! The L7 side of rate limiting: pick the request's key for the limiter that applies (the
+//! route's own or the server's, resolved in the snapshot), take a token, and answer 429 with
+//! `Retry-After` when there is none. Allowed or not, the decision's quota travels with the
+//! exchange so every response carries `RateLimit-Limit`, `-Remaining` and `-Reset`.
+
+use super::errors::GatewayError;
+use super::{Exchange, ProxyWorker};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use actix_web::HttpResponse;
+use gogate_actors::ratelimit::{Decision, LimitKey, RateKey, RateLimitSnapshot};
+use gogate_actors::snapshot::RouteSnapshot;
+
+/// Checks the request against `limit` (none = unlimited). Returns the 429 to send when the
+/// bucket is empty; otherwise records the quota on the exchange and lets the request through.
+pub(crate) fn enforce(
+    w: &ProxyWorker,
+    ex: &mut Exchange,
+    route: Option<&RouteSnapshot>,
+    limit: Option<&RateLimitSnapshot>,
+) -> Option<HttpResponse> {
+    let limit = limit?;
+    let key = match limit.limiter.key() {
+        LimitKey::Global => RateKey::Global,
+        // The derived client address: the peer, or the client behind a trusted proxy.
+        LimitKey::Ip => RateKey::Ip(ex.fwd.client_ip),
+        LimitKey::Header(name) => RateKey::Header(ex.req.headers().get(name).map(|v| v.as_bytes())),
+    };
+    let decision = limit.check(key, &w.stats);
+    ex.quota = Some(decision);
+    if decision.allowed {
+        return None;
+    }
+    let mut res = ex.fail(w, route, GatewayError::RateLimited);
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(decision.retry_after_secs));
+    Some(res)
+}
+
+/// The `RateLimit-*` headers of `quota`.
+pub(crate) fn quota_headers(quota: &Decision) -> [(HeaderName, HeaderValue); 3] {
+    [
+        ("ratelimit-limit", u64::from(quota.limit)),
+        ("ratelimit-remaining", u64::from(quota.remaining)),
+        ("ratelimit-reset", quota.reset_secs),
+    ]
+    .map(|(name, value)| (HeaderName::from_static(name), HeaderValue::from(value)))
+}
+
+/// Adds the `RateLimit-*` headers of `quota` to a response.
+pub(crate) fn set_headers(quota: &Decision, headers: &mut HeaderMap) {
+    for (name, value) in quota_headers(quota) {
+        headers.insert(name, value);
+    }
+}
