@@ -15,6 +15,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
 const MAX_SHARDS: usize = 64;
+/// Fewest keys one shard is sized for (small `maxKeys` get fewer shards).
+const MIN_SHARD_KEYS: usize = 64;
 
 /// The map key is already a SipHash output: use it as is.
 #[derive(Default)]
@@ -50,10 +52,12 @@ impl Shard {
         }
         let keep = self.cap - self.cap / 8 - 1;
         let drop = self.map.len() - keep;
-        let mut ages: Vec<u64> = self.map.values().map(|b| b.full_at()).collect();
-        let (_, threshold, _) = ages.select_nth_unstable(drop - 1);
-        let threshold = *threshold;
-        self.map.retain(|_, b| b.full_at() > threshold);
+        // Exactly the `drop` most idle keys go (ties broken arbitrarily, never all of them).
+        let mut ages: Vec<(u64, u64)> = self.map.iter().map(|(k, b)| (b.full_at(), *k)).collect();
+        ages.select_nth_unstable(drop - 1);
+        for (_, key) in &ages[..drop] {
+            self.map.remove(key);
+        }
     }
 }
 
@@ -66,8 +70,10 @@ pub struct KeyedBuckets {
 impl KeyedBuckets {
     pub fn new(max_keys: u32) -> Self {
         let max_keys = (max_keys as usize).max(1);
-        // A power of two no larger than max_keys, so every shard holds at least one key.
-        let n = MAX_SHARDS.min(1 << max_keys.ilog2());
+        // A power of two that leaves every shard room for at least MIN_SHARD_KEYS keys: hashing
+        // spreads keys unevenly, and a tiny shard would evict a busy key long before the map
+        // as a whole reaches `max_keys`.
+        let n = MAX_SHARDS.min(1 << (max_keys / MIN_SHARD_KEYS).max(1).ilog2());
         let shards = (0..n)
             .map(|i| {
                 let cap = max_keys / n + usize::from(i < max_keys % n);
@@ -174,7 +180,7 @@ mod tests {
     #[test]
     fn idle_keys_make_room_without_touching_recent_ones() {
         let shape = BucketShape::new(1.0, 5);
-        let m = KeyedBuckets::new(64); // 64 shards of one key each
+        let m = KeyedBuckets::new(64); // one shard of 64 keys
         let keys: Vec<u64> = (0..64u32).map(|i| m.hash(i)).collect();
         for k in &keys {
             m.bucket(*k, 0).try_take(&shape, 0);
