@@ -9,7 +9,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use gogate_actors::tcp::bind_listener;
 use gogate_actors::tcp::listener::{GetActiveSessions, StopAccepting};
-use gogate_actors::{ConfigActor, ListenerActor, Metrics, MetricsActor, Stats};
+use gogate_actors::{ConfigActor, ListenerActor, Metrics, MetricsActor, RegistryActor, Stats};
 use gogate_config::{parse_listen_addr, Config};
 use prometheus::IntGauge;
 use slog::{info, warn, Logger};
@@ -129,6 +129,16 @@ impl Gateway {
             let (m, c) = (Arc::clone(&metrics), cell.clone());
             Supervisor::start(move |_| MetricsActor::new(m, c))
         };
+        // The registry's events reach no one until the config actor handles RegistryUpsert and
+        // RegistryRemove; then pass `Some(RegistrySink::to(&config_addr))`.
+        let registry = s.registry.enabled.then(|| {
+            let (rc, gauge, rlog) = (
+                s.registry.clone(),
+                metrics.registry_services.clone(),
+                log.clone(),
+            );
+            Supervisor::start(move |_| RegistryActor::new(&rc, None, gauge, &rlog))
+        });
         let listener = match tcp_sock {
             Some(sock) => {
                 let actor = ListenerActor::new(
@@ -205,6 +215,7 @@ impl Gateway {
             stats: Arc::clone(&stats),
             config_actor: config_addr,
             metrics_actor,
+            registry,
             ready: Arc::clone(&ready),
             token,
             started: Instant::now(),
@@ -219,7 +230,7 @@ impl Gateway {
                 "server.admin.listenAddr",
                 move |cfg| {
                     cfg.app_data(web::Data::new(st.clone()));
-                    admin::configure(cfg);
+                    admin::configure(cfg, &st);
                     if let Some(p) = &path {
                         admin::configure_metrics(cfg, p);
                     }

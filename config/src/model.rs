@@ -230,7 +230,7 @@ impl Default for MetricsConfig {
     }
 }
 
-/// `registry:` the TTL service registry (operations issue; rejected while enabled until then).
+/// `registry:` the TTL service registry, served on the admin API under `/v1/services`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct RegistryConfig {

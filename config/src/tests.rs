@@ -132,13 +132,11 @@ fn unnamed_routes_get_positional_names_and_methods_are_uppercased() {
 
 #[test]
 fn later_features_are_refused_not_ignored() {
-    for (snippet, needle) in [
-        ("  tls: {enabled: true}\n", "server.tls.enabled"),
-        ("  registry: {enabled: true}\n", "server.registry.enabled"),
-    ] {
-        let e = err_text(&format!("{BASE}{snippet}"));
-        assert!(e.contains(needle) && e.contains("not supported yet"), "{e}");
-    }
+    let e = err_text(&format!("{BASE}  tls: {{enabled: true}}\n"));
+    assert!(
+        e.contains("server.tls.enabled") && e.contains("not supported yet"),
+        "{e}"
+    );
     let e = err_text(&format!("{BASE}jwt:\n  secret: x\n"));
     assert!(
         e.contains("jwt: JWT authentication is not supported yet"),
@@ -262,4 +260,34 @@ fn redaction_hides_the_admin_token() {
 fn syntax_errors_carry_a_location() {
     let e = load("server:\n  backends: [\n").unwrap_err();
     assert!(e.0[0].line.is_some(), "{e}");
+}
+
+#[test]
+fn registry_loads_and_bad_values_name_their_key() {
+    let c = load(&format!(
+        "{BASE}  registry: {{enabled: true, default_ttl: 10s, cleanupInterval: 500ms, maxServices: 7}}\nupstreams:\n  api:\n    backends: []\n"
+    ))
+    .unwrap();
+    let r = &c.server.registry;
+    assert!(r.enabled && r.max_services == 7);
+    assert_eq!(
+        r.cleanup_interval.get(),
+        std::time::Duration::from_millis(500)
+    );
+
+    for (snippet, needle) in [
+        (
+            "maxServices: 0",
+            "server.registry.maxServices: 0 is out of range",
+        ),
+        ("maxServices: 1000001", "allowed 1 to 1000000"),
+        ("defaultTtl: 0s", "greater than zero"),
+        ("cleanupInterval: 0", "greater than zero"),
+        ("listen: \":8500\"", "served by the admin API"),
+    ] {
+        let e = err_text(&format!("{BASE}  registry: {{enabled: true, {snippet}}}\n"));
+        assert!(e.contains(needle), "{snippet}: {e}");
+    }
+    let e = err_text(&format!("{BASE}upstreams:\n  api:\n    backends: []\n"));
+    assert!(e.contains("at least one backend"), "{e}");
 }

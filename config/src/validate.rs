@@ -19,6 +19,7 @@ const ADMIN_PATHS: &[&str] = &[
     "/backends",
     "/config",
     "/reload",
+    "/v1/services",
 ];
 
 /// RFC 9110 token (header names, methods).
@@ -71,9 +72,7 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if s.tls.enabled {
         v.not_yet("server.tls.enabled", "TLS termination");
     }
-    if registry {
-        v.not_yet("server.registry.enabled", "the service registry");
-    }
+    registry_section(&mut v, &s.registry);
 
     listeners(&mut v, s);
     if s.admin.token.chars().any(|c| !c.is_ascii_graphic()) {
@@ -182,6 +181,32 @@ fn listeners(v: &mut Validator, s: &ServerConfig) {
         }
     }
 }
+
+fn registry_section(v: &mut Validator, r: &RegistryConfig) {
+    for (key, d) in [
+        ("defaultTtl", r.default_ttl),
+        ("cleanupInterval", r.cleanup_interval),
+    ] {
+        if d.get().is_zero() {
+            v.err(
+                format!("server.registry.{key}"),
+                "must be greater than zero",
+            );
+        }
+    }
+    if !(1..=MAX_REGISTRY_SERVICES).contains(&r.max_services) {
+        v.err(
+            "server.registry.maxServices",
+            format!(
+                "{} is out of range; allowed 1 to {MAX_REGISTRY_SERVICES}",
+                r.max_services
+            ),
+        );
+    }
+}
+
+/// Upper bound of `registry.maxServices` (the registry map is bounded by it).
+pub const MAX_REGISTRY_SERVICES: u32 = 1_000_000;
 
 fn backends(v: &mut Validator, path: &str, list: &[BackendConfig]) {
     let mut seen = HashSet::new();

@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use gogate_actors::config_actor::{GetConfigInfo, SetDrain};
 use gogate_actors::metrics::GetMetricsText;
-use gogate_actors::{ConfigActor, MetricsActor, SnapshotCell, Stats};
+use gogate_actors::{ConfigActor, MetricsActor, RegistryActor, SnapshotCell, Stats};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct AdminState {
     pub stats: Arc<Stats>,
     pub config_actor: Addr<ConfigActor>,
     pub metrics_actor: Addr<MetricsActor>,
+    /// `Some` when `server.registry.enabled`.
+    pub registry: Option<Addr<RegistryActor>>,
     pub ready: Arc<AtomicBool>,
     pub token: Option<String>,
     pub started: Instant,
@@ -32,8 +34,8 @@ pub struct AdminState {
 /// Admin request bodies are small JSON documents.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// Registers the admin routes on an app.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers the admin routes on an app (the registry's only when it runs).
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState) {
     cfg.app_data(web::PayloadConfig::new(MAX_ADMIN_BODY))
         .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY))
         .route("/health", web::get().to(health))
@@ -43,6 +45,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/backends/{addr}/drain", web::post().to(drain))
         .route("/backends/{addr}/drain", web::delete().to(undrain))
         .route("/config", web::get().to(config));
+    if state.registry.is_some() {
+        registry::configure(cfg);
+    }
 }
 
 /// Registers the metrics route at `path`.
@@ -69,6 +74,9 @@ macro_rules! authorized {
         }
     };
 }
+
+// After the macro: the registry handlers use `authorized!` too.
+mod registry;
 
 async fn stats(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
     authorized!(req, s);

@@ -1,0 +1,114 @@
+//! Actor tests inside an actix system: events reach the sink, the gauge follows the size.
+
+use super::*;
+use crate::registry::{RegistryRemove, RegistryUpsert};
+use gogate_config::Dur;
+use std::sync::{Arc, Mutex};
+
+/// `Upsert(id, name, addr, weight)`.
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Upsert(String, String, String, u32),
+    Remove(String),
+}
+
+/// Records every registry event it receives.
+#[derive(Default)]
+struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<RegistryUpsert> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: RegistryUpsert, _: &mut Context<Self>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Event::Upsert(m.id, m.name, m.addr, m.weight));
+    }
+}
+
+impl Handler<RegistryRemove> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: RegistryRemove, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(Event::Remove(m.id));
+    }
+}
+
+fn start(ttl: Dur, cleanup: Dur) -> (Addr<RegistryActor>, Arc<Mutex<Vec<Event>>>, IntGauge) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let rec = Recorder(Arc::clone(&events)).start();
+    let cfg = RegistryConfig {
+        enabled: true,
+        default_ttl: ttl,
+        cleanup_interval: cleanup,
+        max_services: 10,
+        listen: None,
+    };
+    let gauge = IntGauge::new("test_registry_services", "test").unwrap();
+    let log = Logger::root(slog::Discard, slog::o!());
+    let actor = RegistryActor::new(&cfg, Some(RegistrySink::to(&rec)), gauge.clone(), &log);
+    (actor.start(), events, gauge)
+}
+
+fn spec(id: &str) -> ServiceSpec {
+    let mut s = ServiceSpec::new("api", "127.0.0.1:9001");
+    s.id = Some(id.into());
+    s.weight = 3;
+    s
+}
+
+async fn settle() {
+    // Let do_send'ed events reach the recorder.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[actix_rt::test]
+async fn registration_emits_upsert_and_deregistration_emits_remove() {
+    let (reg, events, gauge) = start(Dur::secs(30), Dur::secs(5));
+    let r = reg.send(Register(spec("a"))).await.unwrap().unwrap();
+    assert!(matches!(r, Registration::Created(_)));
+    assert_eq!(gauge.get(), 1);
+    assert!(reg.send(Deregister("a".into())).await.unwrap());
+    assert!(!reg.send(Deregister("a".into())).await.unwrap());
+    assert_eq!(gauge.get(), 0);
+    settle().await;
+    let upsert = Event::Upsert("a".into(), "api".into(), "127.0.0.1:9001".into(), 3);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![upsert, Event::Remove("a".into())]
+    );
+}
+
+#[actix_rt::test]
+async fn expiry_emits_remove_from_the_cleanup_timer() {
+    let (reg, events, gauge) = start(Dur::millis(100), Dur::millis(20));
+    reg.send(Register(spec("a"))).await.unwrap().unwrap();
+    // No message reaches the actor meanwhile: only the timer can expire it.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(gauge.get(), 0);
+    assert_eq!(
+        events.lock().unwrap().last(),
+        Some(&Event::Remove("a".into()))
+    );
+    assert!(reg.send(GetService("a".into())).await.unwrap().is_none());
+}
+
+#[actix_rt::test]
+async fn heartbeats_keep_a_service_alive() {
+    let (reg, events, _) = start(Dur::millis(150), Dur::millis(20));
+    reg.send(Register(spec("a"))).await.unwrap().unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(reg.send(Heartbeat("a".into())).await.unwrap());
+    }
+    assert_eq!(reg.send(GetServices::default()).await.unwrap().len(), 1);
+    settle().await;
+    assert!(!events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Remove(_))));
+}
