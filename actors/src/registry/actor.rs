@@ -1,8 +1,9 @@
 //! `RegistryActor`: the single writer of the service registry. A thin shell around
 //! [`ServiceStore`]: it answers the admin API's messages, sweeps expired services every
-//! `cleanupInterval` (and before each message, so nothing past its deadline is served or
-//! revived), logs each change, keeps `gogate_registry_services` current and reports
-//! upserts/removals to its [`RegistrySink`].
+//! `cleanupInterval`, logs each change, keeps `gogate_registry_services` current and reports
+//! upserts/removals to its [`RegistrySink`]. Between sweeps a message first expires the
+//! service it names if that one is due (O(1); lists sweep everything), so nothing past its
+//! deadline is served or revived by a late heartbeat.
 
 use super::spec::ServiceSpec;
 use super::store::{Full, Registration, Service, ServiceStore};
@@ -43,13 +44,25 @@ impl RegistryActor {
     /// Removes every service past its deadline, logging and reporting each.
     fn sweep(&mut self) {
         for s in self.store.expire(Instant::now()) {
-            warn!(self.log, "service expired"; "id" => &s.id, "name" => &s.name,
-                  "address" => &s.address, "ttl_ms" => s.ttl.as_millis() as u64);
-            if let Some(sink) = &self.sink {
-                sink.remove(&s.id);
-            }
+            self.expired(&s);
         }
         self.publish_size();
+    }
+
+    /// Expires the one service `id` if it is due.
+    fn sweep_id(&mut self, id: &str) {
+        if let Some(s) = self.store.expire_id(id, Instant::now()) {
+            self.expired(&s);
+            self.publish_size();
+        }
+    }
+
+    fn expired(&self, s: &Service) {
+        warn!(self.log, "service expired"; "id" => &s.id, "name" => &s.name,
+              "address" => &s.address, "ttl_ms" => s.ttl.as_millis() as u64);
+        if let Some(sink) = &self.sink {
+            sink.remove(&s.id);
+        }
     }
 
     fn publish_size(&self) {
@@ -83,7 +96,13 @@ impl Handler<Register> for RegistryActor {
     type Result = Result<Registration, RegistryFull>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
-        self.sweep();
+        // An expired id registers anew (201); a full registry first drops what is due.
+        if let Some(id) = &msg.0.id {
+            self.sweep_id(id);
+        }
+        if self.store.is_full() {
+            self.sweep();
+        }
         let r = self
             .store
             .register(msg.0, Instant::now(), SystemTime::now())
@@ -112,7 +131,7 @@ impl Handler<Heartbeat> for RegistryActor {
     type Result = bool;
 
     fn handle(&mut self, msg: Heartbeat, _: &mut Context<Self>) -> bool {
-        self.sweep();
+        self.sweep_id(&msg.0);
         self.store
             .heartbeat(&msg.0, Instant::now(), SystemTime::now())
     }
@@ -127,7 +146,7 @@ impl Handler<Deregister> for RegistryActor {
     type Result = bool;
 
     fn handle(&mut self, msg: Deregister, _: &mut Context<Self>) -> bool {
-        self.sweep();
+        self.sweep_id(&msg.0);
         let Some(s) = self.store.deregister(&msg.0) else {
             return false;
         };
@@ -167,7 +186,7 @@ impl Handler<GetService> for RegistryActor {
     type Result = Option<Service>;
 
     fn handle(&mut self, msg: GetService, _: &mut Context<Self>) -> Option<Service> {
-        self.sweep();
+        self.sweep_id(&msg.0);
         self.store.get(&msg.0).cloned()
     }
 }

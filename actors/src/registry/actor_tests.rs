@@ -112,3 +112,23 @@ async fn heartbeats_keep_a_service_alive() {
         .iter()
         .any(|e| matches!(e, Event::Remove(_))));
 }
+
+#[actix_rt::test]
+async fn a_late_heartbeat_between_sweeps_expires_instead_of_reviving() {
+    // Sweeps are 5 s apart; the service is due after 100 ms.
+    let (reg, events, gauge) = start(Dur::millis(100), Dur::secs(5));
+    reg.send(Register(spec("a"))).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!reg.send(Heartbeat("a".into())).await.unwrap());
+    assert_eq!(gauge.get(), 0);
+    settle().await;
+    assert_eq!(
+        events.lock().unwrap().last(),
+        Some(&Event::Remove("a".into()))
+    );
+    let again = reg.send(Register(spec("a"))).await.unwrap().unwrap();
+    assert!(
+        matches!(again, Registration::Created(_)),
+        "an expired id registers anew"
+    );
+}

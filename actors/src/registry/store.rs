@@ -82,7 +82,7 @@ impl ServiceStore {
         wall: SystemTime,
     ) -> Result<Registration, Full> {
         let existing = spec.id.as_ref().and_then(|id| self.services.get(id));
-        if existing.is_none() && self.services.len() >= self.max_services {
+        if existing.is_none() && self.is_full() {
             return Err(Full {
                 max: self.max_services,
             });
@@ -143,6 +143,18 @@ impl ServiceStore {
         ids.iter()
             .filter_map(|id| self.services.remove(id))
             .collect()
+    }
+
+    /// Removes and returns this one service if its deadline is at or before `now` (O(1), for
+    /// the per-id operations; the full sweep is [`ServiceStore::expire`]).
+    pub fn expire_id(&mut self, id: &str, now: Instant) -> Option<Service> {
+        let due = self.services.get(id)?.expires_at <= now;
+        due.then(|| self.services.remove(id)).flatten()
+    }
+
+    /// Whether a new id would be refused.
+    pub fn is_full(&self) -> bool {
+        self.services.len() >= self.max_services
     }
 
     pub fn get(&self, id: &str) -> Option<&Service> {
@@ -228,6 +240,21 @@ mod tests {
         assert_eq!(st.expire(t0 + MS(500)).len(), 1);
         assert!(!st.heartbeat("a", t0 + MS(600), SystemTime::now()));
         assert!(!st.heartbeat("nope", t0, SystemTime::now()));
+    }
+
+    #[test]
+    fn expire_id_removes_only_a_due_service() {
+        let mut st = store();
+        let t0 = Instant::now();
+        st.register(spec(Some("a"), "api", Some(300)), t0, SystemTime::now())
+            .unwrap();
+        assert!(st.expire_id("a", t0 + MS(299)).is_none());
+        assert!(st.expire_id("nope", t0 + MS(300)).is_none());
+        assert_eq!(
+            st.expire_id("a", t0 + MS(300)).map(|s| s.id).as_deref(),
+            Some("a")
+        );
+        assert!(st.is_empty());
     }
 
     #[test]
