@@ -290,4 +290,11 @@ fn registry_loads_and_bad_values_name_their_key() {
     }
     let e = err_text(&format!("{BASE}upstreams:\n  api:\n    backends: []\n"));
     assert!(e.contains("at least one backend"), "{e}");
+    let e = err_text(&format!(
+        "{BASE}  admin: {{enabled: false}}\n  registry: {{enabled: true}}\n"
+    ));
+    assert!(
+        e.contains("server.registry.enabled") && e.contains("admin API"),
+        "{e}"
+    );
 }

@@ -73,6 +73,9 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
         v.not_yet("server.tls.enabled", "TLS termination");
     }
     registry_section(&mut v, &s.registry);
+    if registry && !s.admin.enabled {
+        v.err("server.registry.enabled", "the registry is served by the admin API (/v1/services); set server.admin.enabled: true or disable the registry");
+    }
 
     listeners(&mut v, s);
     if s.admin.token.chars().any(|c| !c.is_ascii_graphic()) {
