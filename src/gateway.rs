@@ -288,17 +288,25 @@ impl Gateway {
             let Some(h) = &self.proxy_server else {
                 return 0;
             };
-            // Graceful: stops accepting at once, waits for the requests in progress.
+            // Graceful: stops accepting at once, waits for the requests in progress, and at its
+            // (whole-second) shutdown timeout drops what remains. It tells nothing of what it
+            // dropped, so the open connections are sampled meanwhile: what was open just before
+            // a stop that ends at or past the deadline was cut.
             let stop = h.stop(true);
             tokio::pin!(stop);
-            tokio::select! {
-                _ = &mut stop => 0,
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    // actix closes what remains at its (whole-second) shutdown timeout.
-                    let left = self.http_active.get().max(0) as u64;
-                    stop.await;
-                    left
+            let mut open = self.http_active.get();
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                        open = self.http_active.get();
+                    }
                 }
+            }
+            if Instant::now() >= deadline {
+                open.max(0) as u64
+            } else {
+                0
             }
         };
         let l4 = async {

@@ -336,3 +336,35 @@ async fn l4_session_still_open_at_the_drain_timeout_is_cut() {
     assert_eq!(warned[0]["l4_sessions"], 1, "{}", warned[0]);
     assert_eq!(logs.with_msg("shutdown complete")[0]["l4_sessions_cut"], 1);
 }
+
+#[actix_rt::test]
+async fn l7_request_still_running_at_the_drain_timeout_is_cut() {
+    let up = Upstream::new("stuck")
+        .delay(Duration::from_secs(4))
+        .start()
+        .await;
+    let gw = gateway(&l7_yaml(&up.addr_str(), "1s")).await;
+    let (http, logs) = (gw.http.unwrap(), gw.logs.clone());
+    let mut client = TcpStream::connect(http).await.unwrap();
+    client.write_all(&get_request("/stuck")).await.unwrap();
+    eventually("the request reached the upstream", || async {
+        up.hits() == 1
+    })
+    .await;
+
+    let started = Instant::now();
+    let stopping = actix_rt::spawn(gw.stop());
+    assert!(
+        closed_within(&mut client, STEP).await,
+        "the client sees its connection closed at the deadline"
+    );
+    tokio::time::timeout(STEP, stopping).await.unwrap().unwrap();
+    let total = started.elapsed();
+    assert!(
+        total >= Duration::from_millis(900) && total < Duration::from_millis(2500),
+        "shutdown ends around the 1s deadline: {total:?}"
+    );
+    let warned = logs.with_msg("shutdown: drain timeout reached, closed what remained");
+    assert_eq!(warned.len(), 1, "{:?}", logs.lines());
+    assert_eq!(warned[0]["l7_connections"], 1, "{}", warned[0]);
+}
