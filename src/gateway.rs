@@ -290,21 +290,35 @@ impl Gateway {
             };
             // Graceful: stops accepting at once, waits for the requests in progress, and at its
             // (whole-second) shutdown timeout drops what remains. It tells nothing of what it
-            // dropped, so the open connections are sampled meanwhile: what was open just before
-            // a stop that ends at or past the deadline was cut.
+            // dropped, so the open connections are sampled: those still open just before the
+            // deadline (`sample_at`, taken then on purpose, as actix may drop them right at
+            // it) were cut if the drain outlives it. Its workers look only once a second
+            // whether they are done, so the drain ends as soon as no connection is left (the
+            // stop command is sent; the idle workers finish on their own).
+            let sample_at = deadline
+                .checked_sub(Duration::from_millis(25))
+                .unwrap_or(deadline);
             let stop = h.stop(true);
             tokio::pin!(stop);
             let mut open = self.http_active.get();
-            loop {
+            let mut at_deadline = None;
+            while open > 0 {
+                let step = match at_deadline {
+                    None => sample_at.saturating_duration_since(Instant::now()),
+                    Some(_) => SAMPLE_EVERY,
+                };
                 tokio::select! {
                     _ = &mut stop => break,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    _ = tokio::time::sleep(step.min(SAMPLE_EVERY)) => {
                         open = self.http_active.get();
                     }
                 }
+                if at_deadline.is_none() && Instant::now() >= sample_at {
+                    at_deadline = Some(open);
+                }
             }
             if Instant::now() >= deadline {
-                open.max(0) as u64
+                at_deadline.unwrap_or(open).max(0) as u64
             } else {
                 0
             }
@@ -328,6 +342,9 @@ impl Gateway {
               "l7_connections_cut" => l7_cut, "l4_sessions_cut" => l4_cut);
     }
 }
+
+/// How often the shutdown looks at what is still open.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 /// Waits for the L4 sessions to end on their own until `deadline`, then cuts the rest; returns
 /// how many were cut.
