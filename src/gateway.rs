@@ -8,7 +8,7 @@ use actix::{Actor, Addr, Supervisor};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use gogate_actors::tcp::bind_listener;
-use gogate_actors::tcp::listener::{GetActiveSessions, StopAccepting};
+use gogate_actors::tcp::listener::{CloseSessions, GetActiveSessions, StopAccepting};
 use gogate_actors::{ConfigActor, ListenerActor, Metrics, MetricsActor, RegistryActor, Stats};
 use gogate_config::{parse_listen_addr, Config};
 use prometheus::IntGauge;
@@ -53,6 +53,8 @@ pub struct Gateway {
     control_servers: Vec<ServerHandle>,
     listener: Option<Addr<ListenerActor>>,
     ready: Arc<AtomicBool>,
+    /// Open L7 client connections (for the shutdown logs).
+    http_active: IntGauge,
     drain_timeout: Duration,
     log: Logger,
 }
@@ -158,6 +160,7 @@ impl Gateway {
         // 3. L7 proxy.
         let limits = &s.limits;
         let drain_timeout = s.shutdown.drain_timeout.get();
+        let http_active = metrics.connections_active.with_label_values(&["http"]);
         let proxy_server = match http_sock {
             Some(sock) => {
                 let (cell, stats, plog) = (
@@ -167,7 +170,7 @@ impl Gateway {
                 );
                 let conn_stats = Arc::clone(&stats);
                 let conn_total = metrics.connections_total.with_label_values(&["http"]);
-                let conn_active = metrics.connections_active.with_label_values(&["http"]);
+                let conn_active = http_active.clone();
                 let per_worker = (limits.max_connections as usize).div_ceil(workers).max(1);
                 let server = HttpServer::new(move || {
                     // Built once per worker thread: the awc clients inside are per worker.
@@ -190,7 +193,8 @@ impl Gateway {
                 })
                 .workers(workers)
                 .disable_signals()
-                .shutdown_timeout(drain_timeout.as_secs().max(1))
+                // Whole seconds only: round up, so actix never cuts before the drain deadline.
+                .shutdown_timeout(drain_timeout.as_millis().div_ceil(1000).max(1) as u64)
                 .client_request_timeout(limits.header_timeout.get())
                 .keep_alive(s.timeouts.idle.get())
                 .max_connections(per_worker)
@@ -266,43 +270,114 @@ impl Gateway {
             control_servers,
             listener,
             ready,
+            http_active,
             drain_timeout,
             log,
         })
     }
 
-    /// Stops gracefully: not ready, stop accepting, let in-flight requests and sessions finish
-    /// within `shutdown.drainTimeout`, then close the admin and metrics listeners last.
+    /// Stops gracefully (DESIGN A2): not ready, stop accepting, let in-flight requests and L4
+    /// sessions finish until `shutdown.drainTimeout`, cut whatever remains, then close the admin
+    /// and metrics listeners last (so `/health` answers throughout). actix-web's graceful stop
+    /// (since 4.14.1) closes idle keep-alive connections at once and answers the request in
+    /// progress on a busy one with `Connection: close`, so clients reconnect elsewhere.
     pub async fn shutdown(self) {
-        info!(self.log, "shutting down"; "drain_timeout_s" => self.drain_timeout.as_secs_f64());
+        let started = Instant::now();
+        let deadline = started + self.drain_timeout;
         self.ready.store(false, Ordering::Relaxed);
-        let deadline = Instant::now() + self.drain_timeout;
         if let Some(l) = &self.listener {
             let _ = l.send(StopAccepting).await;
         }
-        if let Some(h) = &self.proxy_server {
-            // Graceful: in-flight requests finish (bounded by the server's shutdown timeout).
-            h.stop(true).await;
-        }
-        let mut cut = 0;
-        if let Some(l) = &self.listener {
-            loop {
-                let active = l.send(GetActiveSessions).await.unwrap_or(0);
-                if active == 0 || Instant::now() >= deadline {
-                    cut = active;
-                    break;
+        let l4_active = match &self.listener {
+            Some(l) => l.send(GetActiveSessions).await.unwrap_or(0),
+            None => 0,
+        };
+        info!(self.log, "shutdown: draining";
+              "l7_connections" => self.http_active.get(), "l4_sessions" => l4_active,
+              "drain_timeout_ms" => self.drain_timeout.as_millis() as u64);
+        let l7 = async {
+            let Some(h) = &self.proxy_server else {
+                return 0;
+            };
+            // Graceful: stops accepting at once, waits for the requests in progress, and at its
+            // (whole-second) shutdown timeout drops what remains. It tells nothing of what it
+            // dropped, so the open connections are sampled: those still open just before the
+            // deadline (`sample_at`, taken then on purpose, as actix may drop them right at
+            // it) were cut if the drain outlives it. Its workers look only once a second
+            // whether they are done, so the drain ends as soon as no connection is left (the
+            // stop command is sent; the idle workers finish on their own).
+            let sample_at = deadline
+                .checked_sub(Duration::from_millis(25))
+                .unwrap_or(deadline);
+            let stop = h.stop(true);
+            tokio::pin!(stop);
+            let mut open = self.http_active.get();
+            let mut at_deadline = None;
+            while open > 0 {
+                let step = match at_deadline {
+                    None => sample_at.saturating_duration_since(Instant::now()),
+                    Some(_) => SAMPLE_EVERY,
+                };
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(step.min(SAMPLE_EVERY)) => {
+                        open = self.http_active.get();
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if at_deadline.is_none() && Instant::now() >= sample_at {
+                    at_deadline = Some(open);
+                }
             }
-        }
-        if cut > 0 {
-            warn!(self.log, "drain timeout reached; closing remaining tcp sessions"; "sessions" => cut);
+            if Instant::now() >= deadline {
+                at_deadline.unwrap_or(open).max(0) as u64
+            } else {
+                0
+            }
+        };
+        let l4 = async {
+            match &self.listener {
+                Some(l) => drain_sessions(l, deadline).await,
+                None => 0,
+            }
+        };
+        let (l7_cut, l4_cut) = futures_util::future::join(l7, l4).await;
+        if l7_cut > 0 || l4_cut > 0 {
+            warn!(self.log, "shutdown: drain timeout reached, closed what remained";
+                  "l7_connections" => l7_cut, "l4_sessions" => l4_cut);
         }
         for h in &self.control_servers {
             h.stop(false).await;
         }
-        info!(self.log, "shutdown complete");
+        info!(self.log, "shutdown complete";
+              "duration_ms" => started.elapsed().as_millis() as u64,
+              "l7_connections_cut" => l7_cut, "l4_sessions_cut" => l4_cut);
     }
+}
+
+/// How often the shutdown looks at what is still open.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// Waits for the L4 sessions to end on their own until `deadline`, then cuts the rest; returns
+/// how many were cut.
+async fn drain_sessions(l: &Addr<ListenerActor>, deadline: Instant) -> usize {
+    loop {
+        let active = l.send(GetActiveSessions).await.unwrap_or(0);
+        if active == 0 {
+            return 0;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cut = l.send(CloseSessions).await.unwrap_or(0);
+    // The sessions end on their own arbiters; give them a moment so their sockets are closed
+    // (and counted out) before the gateway reports completion.
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle && l.send(GetActiveSessions).await.unwrap_or(0) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cut
 }
 
 fn control_server<F>(

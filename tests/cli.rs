@@ -99,12 +99,16 @@ impl Proc {
     }
 
     fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, sig: &str) {
         let st = Command::new("kill")
-            .arg("-TERM")
+            .arg(sig)
             .arg(self.pid().to_string())
             .status()
             .expect("run kill");
-        assert!(st.success(), "kill -TERM {} failed", self.pid());
+        assert!(st.success(), "kill {sig} {} failed", self.pid());
     }
 
     /// Whether it is still running (not exited).
@@ -504,6 +508,134 @@ fn sigterm_with_a_stuck_l4_session_exits_0_after_the_drain_timeout() {
         started.elapsed() >= Duration::from_millis(900),
         "exited before the 1s drain deadline"
     );
+}
+
+/// An HTTP backend that answers every request `200 ok` after `delay`; counts arrivals.
+fn slow_backend(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&arrived);
+    thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let count = Arc::clone(&count);
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(n) if n > 0 => head.extend_from_slice(&b[..n]),
+                        _ => return,
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                thread::sleep(delay);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+                );
+            });
+        }
+    });
+    (addr, arrived)
+}
+
+/// Starts gogate with L7 on a free port in front of `backend`; returns the process, its config
+/// file (kept until the test ends), and the L7 and admin addresses.
+fn start_l7(
+    tag: &str,
+    backend: SocketAddr,
+    drain: &str,
+) -> (Proc, TempFile, SocketAddr, SocketAddr) {
+    let (http, admin) = (addr(free_port()), addr(free_port()));
+    let yaml = run_config(&http.to_string(), &admin.to_string())
+        .replace("127.0.0.1:9\"", &format!("{backend}\""))
+        .replace("drainTimeout: 5s", &format!("drainTimeout: {drain}"));
+    let f = TempFile::new(tag, &yaml);
+    let mut p = Proc::spawn(gogate(&["-config", f.path()]));
+    wait_healthy(&mut p, admin);
+    (p, f, http, admin)
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_with_a_request_in_flight_answers_it_then_exits_0() {
+    let (backend, arrived) = slow_backend(Duration::from_millis(800));
+    let (mut p, _f, http, admin) = start_l7("inflight", backend, "5s");
+    let client = thread::spawn(move || http_get(http, "/slow"));
+    wait_until("the request reached the backend", || {
+        arrived.load(Ordering::SeqCst) == 1
+    });
+    let started = Instant::now();
+    p.sigterm();
+    wait_until("/ready answers 503 while draining", || {
+        http_get(admin, "/ready").is_ok_and(|r| r.status == 503)
+    });
+    assert_eq!(http_get(admin, "/health").unwrap().status, 200);
+    let res = client
+        .join()
+        .unwrap()
+        .expect("the in-flight request was answered");
+    assert_eq!((res.status, res.body.as_str()), (200, "ok"));
+    let status = p.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}\nstderr:\n{}", p.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "exit follows the last request, not the 5s deadline: {:?}",
+        started.elapsed()
+    );
+    let out = p.stdout();
+    assert!(out.contains("shutdown: draining"), "{out}");
+    assert!(out.contains("shutdown complete"), "{out}");
+}
+
+#[test]
+fn sigint_drains_like_sigterm_and_exits_0() {
+    let (backend, arrived) = slow_backend(Duration::from_millis(500));
+    let (mut p, _f, http, _admin) = start_l7("sigint", backend, "5s");
+    let client = thread::spawn(move || http_get(http, "/slow"));
+    wait_until("the request reached the backend", || {
+        arrived.load(Ordering::SeqCst) == 1
+    });
+    p.signal("-INT");
+    let res = client
+        .join()
+        .unwrap()
+        .expect("the in-flight request was answered");
+    assert_eq!(res.status, 200);
+    let status = p.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}\nstderr:\n{}", p.stderr());
+}
+
+#[test]
+fn second_signal_during_the_drain_exits_1_at_once() {
+    let (backend, arrived) = slow_backend(Duration::from_secs(20));
+    let (mut p, _f, http, admin) = start_l7("second-signal", backend, "30s");
+    let _client = thread::spawn(move || http_get(http, "/stuck"));
+    wait_until("the request reached the backend", || {
+        arrived.load(Ordering::SeqCst) == 1
+    });
+    p.sigterm();
+    wait_until("the drain started", || {
+        http_get(admin, "/ready").is_ok_and(|r| r.status == 503)
+    });
+    assert!(p.running(), "the first signal drains instead of exiting");
+    let started = Instant::now();
+    p.sigterm();
+    let status = p.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(1), "{status}\nstderr:\n{}", p.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(p.stderr().contains("second signal"), "{}", p.stderr());
 }
 
 #[test]

@@ -37,6 +37,8 @@ struct Slot {
 pub struct HealthActor {
     targets: Vec<HealthTarget>,
     timers: Vec<SpawnHandle>,
+    /// Set by `StopProbing` (shutdown): no probe is scheduled again, not even by `SetTargets`.
+    stopped: bool,
     log: Logger,
 }
 
@@ -45,6 +47,7 @@ impl HealthActor {
         HealthActor {
             targets,
             timers: Vec::new(),
+            stopped: false,
             log: log.new(slog::o!("actor" => "health")),
         }
     }
@@ -112,8 +115,30 @@ impl Handler<SetTargets> for HealthActor {
     type Result = ();
 
     fn handle(&mut self, msg: SetTargets, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
         self.targets = msg.0;
         self.schedule(ctx);
+    }
+}
+
+/// Command: stop probing for good (shutdown). Probes already running finish and report; no
+/// new one starts. The actor stays alive (its supervisor would restart it otherwise).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopProbing;
+
+impl Handler<StopProbing> for HealthActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopProbing, ctx: &mut Context<Self>) {
+        self.stopped = true;
+        self.targets.clear();
+        for t in self.timers.drain(..) {
+            ctx.cancel_future(t);
+        }
+        info!(self.log, "health checks stopped");
     }
 }
 
@@ -262,5 +287,24 @@ mod tests {
         // At most one probe of `a` was still in flight when its timer was cancelled.
         assert!(a_reports.lock().expect("lock").len() <= a_then + 1);
         assert!(b_reports.lock().expect("lock").len() >= 3);
+    }
+
+    #[actix_rt::test]
+    async fn stop_probing_ends_the_schedule_for_good() {
+        let (a_addr, _a) = silent_listener().await;
+        let (a, reports) = target(&a_addr, CheckType::Tcp, 30, 30);
+        let health = HealthActor::new(vec![a.clone()], &log()).start();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        health.send(StopProbing).await.expect("health actor alive");
+        // A reload racing the shutdown does not restart the probes.
+        health
+            .send(SetTargets(vec![a]))
+            .await
+            .expect("health actor alive");
+        let then = reports.lock().expect("lock").len();
+        assert!(then >= 2, "{then}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // At most one probe was still in flight when the timers were cancelled.
+        assert!(reports.lock().expect("lock").len() <= then + 1);
     }
 }

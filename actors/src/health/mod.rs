@@ -8,6 +8,6 @@ pub mod probe;
 pub mod targets;
 pub mod tracker;
 
-pub use actor::{HealthActor, HealthTarget, SetTargets};
+pub use actor::{HealthActor, HealthTarget, SetTargets, StopProbing};
 pub use targets::health_targets;
 pub use tracker::{HealthTracker, Thresholds, Transition};

@@ -1,7 +1,9 @@
 //! `ListenerActor`: one per L4 listener. It owns the bound socket and one accept loop per
 //! worker arbiter (each worker is a single-threaded runtime; the kernel spreads connections
 //! across them), enforces `limits.maxConnections`, and stops accepting on command while
-//! sessions already running finish on their own.
+//! sessions already running finish on their own. At the shutdown deadline `CloseSessions` cuts
+//! whatever still runs: every session selects on one watch channel, so a single send ends them
+//! all on their own arbiters (each client sees its socket close).
 
 use super::session::{self, SessionContext};
 use crate::metrics::Metrics;
@@ -24,6 +26,8 @@ struct Shared {
     max: usize,
     conn_total: IntCounter,
     conn_active: IntGauge,
+    /// Turns `true` once to end every running session (`CloseSessions`).
+    cut: watch::Sender<bool>,
 }
 
 pub struct ListenerActor {
@@ -63,6 +67,7 @@ impl ListenerActor {
                 max,
                 conn_total: metrics.connections_total.with_label_values(&["tcp"]),
                 conn_active: metrics.connections_active.with_label_values(&["tcp"]),
+                cut: watch::channel(false).0,
             }),
             workers: workers.max(1),
             arbiters: Vec::new(),
@@ -150,9 +155,15 @@ async fn accept_loop(
             .connections_active
             .fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&shared);
+        // Subscribed before the session starts: a cut sent meanwhile is seen at once.
+        let mut cut = shared.cut.subscribe();
         actix_rt::spawn(async move {
             let _slot = SlotGuard(&shared);
-            session::serve(sock, peer, &shared.ctx).await;
+            tokio::select! {
+                _ = session::serve(sock, peer, &shared.ctx) => {}
+                // Dropping the session closes both of its sockets.
+                _ = cut.wait_for(|c| *c) => {}
+            }
         });
     }
 }
@@ -197,6 +208,25 @@ impl Handler<GetActiveSessions> for ListenerActor {
 
     fn handle(&mut self, _: GetActiveSessions, _: &mut Context<Self>) -> usize {
         self.shared.active.load(Ordering::Relaxed)
+    }
+}
+
+/// Command: close every session still running (the drain deadline); returns how many were cut.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseSessions;
+
+impl Handler<CloseSessions> for ListenerActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: CloseSessions, _: &mut Context<Self>) -> usize {
+        let active = self.shared.active.load(Ordering::Relaxed);
+        self.shared.cut.send_replace(true);
+        if active > 0 {
+            info!(self.log, "closing remaining tcp sessions"; "addr" => self.addr.to_string(),
+                  "sessions" => active);
+        }
+        active
     }
 }
 
