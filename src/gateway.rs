@@ -52,6 +52,7 @@ pub struct Gateway {
     proxy_server: Option<ServerHandle>,
     control_servers: Vec<ServerHandle>,
     listener: Option<Addr<ListenerActor>>,
+    config_actor: Addr<ConfigActor>,
     ready: Arc<AtomicBool>,
     drain_timeout: Duration,
     log: Logger,
@@ -203,7 +204,7 @@ impl Gateway {
         let admin_state = AdminState {
             cell: cell.clone(),
             stats: Arc::clone(&stats),
-            config_actor: config_addr,
+            config_actor: config_addr.clone(),
             metrics_actor,
             ready: Arc::clone(&ready),
             token,
@@ -254,10 +255,17 @@ impl Gateway {
             proxy_server,
             control_servers,
             listener,
+            config_actor: config_addr,
             ready,
             drain_timeout,
             log,
         })
+    }
+
+    /// The config actor, for reload triggers outside the admin API (`SIGHUP`, tests): send it
+    /// `reload::Reload`, or `config_actor::SetLogLevelHandle` to let reloads set the log level.
+    pub fn reload_handle(&self) -> Addr<ConfigActor> {
+        self.config_actor.clone()
     }
 
     /// Stops gracefully: not ready, stop accepting, let in-flight requests and sessions finish

@@ -11,6 +11,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod ratelimit;
+pub mod reload;
 pub mod routing;
 pub mod snapshot;
 pub mod split;
