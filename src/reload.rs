@@ -13,8 +13,9 @@ use slog::{warn, Logger};
 pub fn on_sighup(actor: Addr<ConfigActor>, level: LogLevelHandle, log: Logger) {
     actor.do_send(SetLogLevelHandle(level));
     #[cfg(unix)]
-    actix_rt::spawn(async move {
+    {
         use tokio::signal::unix::{signal, SignalKind};
+        // Installed before returning, so a SIGHUP right after start cannot kill the process.
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(s) => s,
             Err(e) => {
@@ -22,11 +23,13 @@ pub fn on_sighup(actor: Addr<ConfigActor>, level: LogLevelHandle, log: Logger) {
                 return;
             }
         };
-        while hup.recv().await.is_some() {
-            // The config actor logs the outcome (and counts it); nothing to add here.
-            let _ = actor.send(Reload { trigger: "sighup" }).await;
-        }
-    });
+        actix_rt::spawn(async move {
+            while hup.recv().await.is_some() {
+                // The config actor logs the outcome (and counts it); nothing to add here.
+                let _ = actor.send(Reload { trigger: "sighup" }).await;
+            }
+        });
+    }
     #[cfg(not(unix))]
     let _ = (actor, log);
 }
