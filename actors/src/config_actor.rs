@@ -25,6 +25,8 @@ use std::time::SystemTime;
 
 pub struct ConfigActor {
     pub(crate) config: Arc<Config>,
+    /// The configuration the listeners were bound with (they are not rebound on reload).
+    pub(crate) boot: Arc<Config>,
     pub(crate) file: Option<PathBuf>,
     pub(crate) generation: u64,
     pub(crate) loaded_at: SystemTime,
@@ -70,6 +72,7 @@ impl ConfigActor {
               "file" => file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<embedded default>".into()),
               "backends" => states.len(), "routes" => config.routes.len());
         ConfigActor {
+            boot: Arc::clone(&config),
             config,
             file,
             generation: 1,

@@ -31,7 +31,8 @@ pub struct ReloadOutcome {
     /// Increases only when the configuration's content changed.
     pub generation: u64,
     pub changed: bool,
-    /// Changed keys that only take effect after a restart (listener addresses, ...).
+    /// Keys that differ from what the process started with and only take effect after a
+    /// restart (listener addresses, ...); reported by every reload until then.
     pub restart_required: Vec<&'static str>,
 }
 
@@ -153,7 +154,7 @@ impl ConfigActor {
             }
         };
         let changed = new != *self.config;
-        let restart = restart_required(&self.config, &new);
+        let restart = restart_required(&self.boot, &new);
         if changed {
             self.generation += 1;
             self.config = Arc::new(new);
@@ -245,5 +246,60 @@ impl ConfigActor {
                 a.do_send(Retire);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config_actor::{ConfigActor, RegistryRemove, RegistryUpsert};
+    use crate::metrics::Metrics;
+    use actix::Actor;
+    use std::time::Duration;
+
+    #[actix_rt::test]
+    async fn registry_backends_join_the_snapshot_and_drain_on_removal() {
+        let yaml = "server:\n  backends: [{addr: \"127.0.0.1:1\"}]\n  health: {enabled: false}\nupstreams:\n  svc:\n    backends: [{addr: \"127.0.0.1:2\"}]\n";
+        let config = gogate_config::load_str(yaml, None).expect("valid config");
+        let log = crate::logging::discard();
+        let actor = ConfigActor::new(config, None, Metrics::new(), &log);
+        let cell = actor.cell();
+        let addr = actor.start();
+        let upsert = |id: &str, name: &str, port: u16| RegistryUpsert {
+            id: id.into(),
+            name: name.into(),
+            addr: format!("127.0.0.1:{port}"),
+            weight: 2,
+        };
+        addr.send(upsert("x", "svc", 3)).await.expect("actor alive");
+        addr.send(upsert("y", "nope", 4))
+            .await
+            .expect("actor alive");
+        let snap = cell.load();
+        let ids: Vec<&str> = snap.backends().map(|b| b.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "default/127.0.0.1:1",
+                "default/127.0.0.1:4",
+                "svc/127.0.0.1:2",
+                "svc/127.0.0.1:3"
+            ]
+        );
+        let x = snap.upstreams["svc"].backends[1].clone();
+        assert_eq!((x.weight(), x.source.as_str()), (2, "registry"));
+
+        addr.send(RegistryRemove { id: "x".into() })
+            .await
+            .expect("actor alive");
+        let ids: Vec<String> = cell.load().backends().map(|b| b.id.clone()).collect();
+        assert!(!ids.contains(&x.id), "{ids:?}");
+        // The removed backend drains (its actor applies the flag).
+        for _ in 0..100 {
+            if x.draining() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(x.draining());
     }
 }
