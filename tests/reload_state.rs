@@ -233,3 +233,29 @@ async fn removed_backend_finishes_in_flight_requests() {
         gw.stop().await;
     }
 }
+
+#[actix_rt::test]
+async fn registry_changes_keep_rate_limit_buckets() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let dir = TempDir::new();
+    let path = dir.path("gogate.yaml");
+    let limited = "  rateLimit: {enabled: true, rate: 0.5, burst: 1}\n";
+    write_config(&path, &backends_yaml(&[&a.addr_str()], limited));
+    let gw = gateway_from_file(&path).await;
+    assert_eq!(gw.get("/").await.status, 200);
+    assert_eq!(gw.get("/").await.status, 429);
+    let actor = gw.gw.as_ref().expect("running").reload_handle();
+    let upsert = RegistryUpsert {
+        id: "r1".into(),
+        name: "svc".into(),
+        addr: b.addr_str(),
+        weight: 1,
+    };
+    actor.send(upsert).await.expect("actor");
+    assert_eq!(backends(&gw).await.len(), 2);
+    assert_eq!(gw.get("/").await.status, 429, "the bucket was refilled");
+    gw.stop().await;
+}

@@ -44,12 +44,15 @@ fn upstream_backends(
     out
 }
 
+/// `limits`: fresh (`RateLimits::new`) for a new generation, or the previous build's to keep
+/// the buckets when only backends changed.
 pub fn build_snapshot(
     config: Arc<Config>,
     generation: u64,
     states: &BackendStates,
     metrics: &Metrics,
     breaker: &actix::Addr<BreakerActor>,
+    limits: &mut RateLimits,
 ) -> GatewaySnapshot {
     let mut upstreams = BTreeMap::new();
     for name in config.upstream_names() {
@@ -71,7 +74,6 @@ pub fn build_snapshot(
         upstreams.insert(name, Arc::new(up));
     }
     let default_up = Arc::clone(&upstreams[DEFAULT_UPSTREAM]);
-    let mut limits = RateLimits::new(&config.server.rate_limit);
 
     let target = |route: &str, name: &str, weight: u32, timeout: Option<std::time::Duration>| {
         let up = Arc::clone(&upstreams[name]);

@@ -11,6 +11,7 @@ use crate::build::{build_snapshot, BackendStates};
 use crate::health::{health_targets, HealthActor};
 use crate::logging::LogLevelHandle;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, Registration};
 use crate::reload::watch::{self, FileWatch};
 use crate::reload::LastReload;
@@ -41,6 +42,8 @@ pub struct ConfigActor {
     /// reload's new snapshot reuses it so open breakers keep their timers.
     pub(crate) breaker: Addr<BreakerActor>,
     pub(crate) metrics: Arc<Metrics>,
+    /// This generation's rate limiters, reused by rebuilds that only change backends.
+    pub(crate) limits: RateLimits,
     /// The process logger's level, set from `logging.level` on reload (none in some tests).
     pub(crate) level: Option<LogLevelHandle>,
     pub(crate) last_reload: Option<LastReload>,
@@ -66,7 +69,15 @@ impl ConfigActor {
         let hlog = log.clone();
         let health = Supervisor::start(move |_| HealthActor::new(targets, &hlog));
         let breaker = BreakerActor::start_bounded(log);
-        let snapshot = build_snapshot(Arc::clone(&config), 1, &states, &metrics, &breaker);
+        let mut limits = RateLimits::new(&config.server.rate_limit);
+        let snapshot = build_snapshot(
+            Arc::clone(&config),
+            1,
+            &states,
+            &metrics,
+            &breaker,
+            &mut limits,
+        );
         let cell = SnapshotCell::new(snapshot);
         info!(log, "configuration applied"; "generation" => 1,
               "file" => file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<embedded default>".into()),
@@ -83,6 +94,7 @@ impl ConfigActor {
             health,
             breaker,
             metrics,
+            limits,
             level: None,
             last_reload: None,
             file_hash: None,
@@ -171,7 +183,7 @@ impl Handler<RegistryUpsert> for ConfigActor {
         info!(self.log, "registry backend upsert"; "service_id" => &msg.id,
               "name" => &reg.name, "addr" => &reg.addr, "weight" => reg.weight);
         self.registrations.insert(msg.id, reg);
-        self.sync_backends();
+        self.sync_backends(false);
     }
 }
 
@@ -181,7 +193,7 @@ impl Handler<RegistryRemove> for ConfigActor {
     fn handle(&mut self, msg: RegistryRemove, _: &mut Context<Self>) {
         if self.registrations.remove(&msg.id).is_some() {
             info!(self.log, "registry backend removed"; "service_id" => &msg.id);
-            self.sync_backends();
+            self.sync_backends(false);
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::backend::actor::{Retire, SetDraining};
 use crate::build::build_snapshot;
 use crate::config_actor::{start_backend, ConfigActor, FileChanged};
 use crate::health::{health_targets, SetTargets};
+use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, plan_backends, restart_required};
 use actix::prelude::*;
 use gogate_config::{load_str, ConfigError, ConfigErrors};
@@ -162,7 +163,7 @@ impl ConfigActor {
             if let Some(level) = &self.level {
                 level.set(self.config.logging.level);
             }
-            self.sync_backends();
+            self.sync_backends(true);
         }
         self.metrics
             .config_reloads
@@ -188,7 +189,12 @@ impl ConfigActor {
 
     /// Brings the backends to what the config and the registrations ask for, re-targets the
     /// health checks and publishes a new snapshot (same breaker actor, same kept states).
-    pub(crate) fn sync_backends(&mut self) {
+    /// `new_generation`: the config changed, so rate limiters start afresh; otherwise (registry
+    /// changes) they keep their buckets.
+    pub(crate) fn sync_backends(&mut self, new_generation: bool) {
+        if new_generation {
+            self.limits = RateLimits::new(&self.config.server.rate_limit);
+        }
         let desired = desired_backends(&self.config, &self.registrations);
         let current: BTreeMap<String, u32> = self
             .states
@@ -221,6 +227,7 @@ impl ConfigActor {
             &self.states,
             &self.metrics,
             &self.breaker,
+            &mut self.limits,
         );
         self.cell.store(snapshot);
     }
