@@ -350,3 +350,31 @@ async fn listener_address_changes_are_reported_not_ignored() {
     );
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn health_settings_apply_live() {
+    let a = Upstream::new("a").start().await;
+    let dead = dead_addr();
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str(), &dead], "", "")).await;
+    let healthy = |list: Value| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|b| b["addr"] == dead.as_str()).cloned())
+            .map(|b| b["healthy"].clone())
+    };
+    assert_eq!(
+        healthy(gw.admin_get("/backends").await.json()),
+        Some(true.into())
+    );
+    let checked = format!(
+        "server:\n  backends: [{{addr: \"{}\"}}, {{addr: \"{dead}\"}}]\n  health: {{interval: 100ms, timeout: 80ms, unhealthyThreshold: 1}}\n",
+        a.addr_str()
+    );
+    write_config(&path, &checked);
+    reload_ok(&gw, true).await;
+    eventually("the new health checks mark the dead backend", || async {
+        healthy(gw.admin_get("/backends").await.json()) == Some(false.into())
+    })
+    .await;
+    gw.stop().await;
+}

@@ -12,6 +12,7 @@ use crate::health::{health_targets, HealthActor};
 use crate::logging::LogLevelHandle;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
+use crate::reload::apply::{signature, TargetSig};
 use crate::reload::diff::{desired_backends, Registration};
 use crate::reload::watch::{self, FileWatch};
 use crate::reload::LastReload;
@@ -38,6 +39,9 @@ pub struct ConfigActor {
     pub(crate) registrations: BTreeMap<String, Registration>,
     /// Probes the backends; a reload hands it the new list (`health::SetTargets`).
     pub(crate) health: Addr<HealthActor>,
+    /// What the health actor was last told to probe, so unchanged lists are not re-sent (a
+    /// re-send restarts every timer and probes everything at once).
+    pub(crate) health_sig: Vec<TargetSig>,
     /// Owns breaker timing for every backend; its address rides in each snapshot, and a
     /// reload's new snapshot reuses it so open breakers keep their timers.
     pub(crate) breaker: Addr<BreakerActor>,
@@ -66,6 +70,7 @@ impl ConfigActor {
             states.insert(id, state);
         }
         let targets = health_targets(&config, &states, &actors);
+        let health_sig = signature(&targets);
         let hlog = log.clone();
         let health = Supervisor::start(move |_| HealthActor::new(targets, &hlog));
         let breaker = BreakerActor::start_bounded(log);
@@ -92,6 +97,7 @@ impl ConfigActor {
             actors,
             registrations: BTreeMap::new(),
             health,
+            health_sig,
             breaker,
             metrics,
             limits,

@@ -6,7 +6,8 @@
 use crate::backend::actor::{Retire, SetDraining};
 use crate::build::build_snapshot;
 use crate::config_actor::{start_backend, ConfigActor, FileChanged};
-use crate::health::{health_targets, SetTargets};
+use crate::health::probe::ProbeSpec;
+use crate::health::{health_targets, HealthTarget, SetTargets, Thresholds};
 use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, plan_backends, restart_required};
 use actix::prelude::*;
@@ -52,6 +53,17 @@ impl std::fmt::Display for ReloadError {
 #[rtype(result = "Result<ReloadOutcome, ReloadError>")]
 pub struct Reload {
     pub trigger: &'static str,
+}
+
+/// What identifies a health target's schedule (its report address is its backend's actor,
+/// which a kept backend keeps).
+pub(crate) type TargetSig = (String, ProbeSpec, Duration, Thresholds);
+
+pub(crate) fn signature(targets: &[HealthTarget]) -> Vec<TargetSig> {
+    targets
+        .iter()
+        .map(|t| (t.id.clone(), t.spec.clone(), t.interval, t.thresholds))
+        .collect()
 }
 
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
@@ -220,7 +232,11 @@ impl ConfigActor {
             self.retire(id, drain);
         }
         let targets = health_targets(&self.config, &self.states, &self.actors);
-        self.health.do_send(SetTargets(targets));
+        let sig = signature(&targets);
+        if sig != self.health_sig {
+            self.health_sig = sig;
+            self.health.do_send(SetTargets(targets));
+        }
         let snapshot = build_snapshot(
             Arc::clone(&self.config),
             self.generation,
