@@ -259,3 +259,44 @@ async fn registry_changes_keep_rate_limit_buckets() {
     assert_eq!(gw.get("/").await.status, 429, "the bucket was refilled");
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_backend_readded_while_draining_keeps_its_state() {
+    let slow = Upstream::new("slow")
+        .delay(Duration::from_millis(600))
+        .start()
+        .await;
+    let fast = Upstream::new("fast").start().await;
+    let dir = TempDir::new();
+    let path = dir.path("gogate.yaml");
+    let both = backends_yaml(&[&slow.addr_str(), &fast.addr_str()], "");
+    write_config(&path, &both);
+    let gw = Rc::new(gateway_from_file(&path).await);
+    let in_flight = {
+        let gw = gw.clone();
+        actix_rt::spawn(async move { gw.get("/").await })
+    };
+    eventually("the slow request reached its backend", || async {
+        slow.hits() == 1
+    })
+    .await;
+    write_config(&path, &backends_yaml(&[&fast.addr_str()], ""));
+    reload(&gw).await;
+    write_config(&path, &both);
+    reload(&gw).await;
+    let list = backends(&gw).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    let s = entry(&list, &slow.addr_str());
+    assert_eq!(s["requests_total"], 1, "state kept: {list:?}");
+    assert_eq!(s["draining"], false, "back in rotation: {list:?}");
+    assert_eq!(in_flight.await.expect("task").status, 200);
+    // Still in rotation after the drain task would have retired it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        entry(&backends(&gw).await, &slow.addr_str())["draining"],
+        false
+    );
+    if let Ok(gw) = Rc::try_unwrap(gw) {
+        gw.stop().await;
+    }
+}

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::reload::apply::{signature, TargetSig};
 use crate::reload::diff::{desired_backends, Registration};
+use crate::reload::retire::Retiring;
 use crate::reload::watch::{self, FileWatch};
 use crate::reload::LastReload;
 use crate::snapshot::SnapshotCell;
@@ -35,6 +36,8 @@ pub struct ConfigActor {
     /// Backends in service (static and registry), by id. Removed ones leave this map and drain.
     pub(crate) states: BackendStates,
     pub(crate) actors: HashMap<String, Addr<BackendActor>>,
+    /// Removed backends still draining, by id (see `reload::retire`).
+    pub(crate) retiring: HashMap<String, Retiring>,
     /// Registry services by registry id; they survive reloads.
     pub(crate) registrations: BTreeMap<String, Registration>,
     /// Probes the backends; a reload hands it the new list (`health::SetTargets`).
@@ -95,6 +98,7 @@ impl ConfigActor {
             loaded_at: SystemTime::now(),
             states,
             actors,
+            retiring: HashMap::new(),
             registrations: BTreeMap::new(),
             health,
             health_sig,

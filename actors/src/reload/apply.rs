@@ -3,7 +3,6 @@
 //! (kept ones keep their state, removed ones drain), rebuild and swap the snapshot. An error at
 //! any step keeps the old configuration serving and is recorded for `GET /config`.
 
-use crate::backend::actor::{Retire, SetDraining};
 use crate::build::build_snapshot;
 use crate::config_actor::{start_backend, ConfigActor, FileChanged};
 use crate::health::probe::ProbeSpec;
@@ -17,7 +16,7 @@ use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The outcome of the last reload, for `GET /config`.
 #[derive(Debug, Clone)]
@@ -214,8 +213,12 @@ impl ConfigActor {
             .map(|(id, s)| (id.clone(), s.weight()))
             .collect();
         let plan = plan_backends(&current, &desired);
+        self.retiring.retain(|_, r| !r.is_claimed());
         for id in &plan.add {
             let d = &desired[id];
+            if self.restore(id, d.weight) {
+                continue;
+            }
             let (state, actor) = start_backend(&d.upstream, &d.addr, d.weight, d.source, &self.log);
             info!(self.log, "backend added"; "backend" => &d.addr, "upstream" => &d.upstream,
                   "source" => d.source.as_str());
@@ -246,29 +249,6 @@ impl ConfigActor {
             &mut self.limits,
         );
         self.cell.store(snapshot);
-    }
-
-    /// Takes a backend out of service: it drains (no new requests), and its actor stops once
-    /// its in-flight requests finished or `drain` passed.
-    fn retire(&mut self, id: &str, drain: Duration) {
-        let (Some(state), actor) = (self.states.remove(id), self.actors.remove(id)) else {
-            return;
-        };
-        info!(self.log, "backend removed; draining"; "backend" => &state.addr,
-              "upstream" => &state.upstream, "active" => state.active());
-        if let Some(a) = &actor {
-            a.do_send(SetDraining(true));
-        }
-        let deadline = Instant::now() + drain;
-        actix_rt::spawn(async move {
-            while state.active() > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            // Dropping the last address after `Retire` ends the supervised actor.
-            if let Some(a) = actor {
-                a.do_send(Retire);
-            }
-        });
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod diff;
+pub(crate) mod retire;
 pub mod watch;
 
 pub use apply::{LastReload, Reload, ReloadError, ReloadOutcome};
