@@ -135,6 +135,7 @@ fn env_config() -> Option<PathBuf> {
 fn serve(cfg: Config, path: Option<PathBuf>, demo: bool) -> i32 {
     let mut logging = build_logger(&cfg.logging);
     let log = logging.logger.clone();
+    let level = logging.level.clone();
     let code = actix_rt::System::new().block_on(async move {
         let mut demo_servers = Vec::new();
         if demo {
@@ -164,6 +165,7 @@ fn serve(cfg: Config, path: Option<PathBuf>, demo: bool) -> i32 {
                 return 1;
             }
         };
+        crate::reload::on_sighup(gw.reload_handle(), level, log.clone());
         if demo {
             eprintln!(
                 "{}",

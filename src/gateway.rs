@@ -52,6 +52,7 @@ pub struct Gateway {
     proxy_server: Option<ServerHandle>,
     control_servers: Vec<ServerHandle>,
     listener: Option<Addr<ListenerActor>>,
+    config_actor: Addr<ConfigActor>,
     ready: Arc<AtomicBool>,
     /// Open L7 client connections (for the shutdown logs).
     http_active: IntGauge,
@@ -217,7 +218,7 @@ impl Gateway {
         let admin_state = AdminState {
             cell: cell.clone(),
             stats: Arc::clone(&stats),
-            config_actor: config_addr,
+            config_actor: config_addr.clone(),
             metrics_actor,
             registry,
             ready: Arc::clone(&ready),
@@ -269,11 +270,18 @@ impl Gateway {
             proxy_server,
             control_servers,
             listener,
+            config_actor: config_addr,
             ready,
             http_active,
             drain_timeout,
             log,
         })
+    }
+
+    /// The config actor, for reload triggers outside the admin API (`SIGHUP`, tests): send it
+    /// `reload::Reload`, or `config_actor::SetLogLevelHandle` to let reloads set the log level.
+    pub fn reload_handle(&self) -> Addr<ConfigActor> {
+        self.config_actor.clone()
     }
 
     /// Stops gracefully (DESIGN A2): not ready, stop accepting, let in-flight requests and L4

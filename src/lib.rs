@@ -7,3 +7,4 @@ pub mod cli;
 pub mod demo;
 pub mod gateway;
 pub mod proxy;
+pub mod reload;

@@ -11,7 +11,7 @@ use crate::routing::{RouteRule, RouteTable};
 use crate::snapshot::*;
 use crate::split::StickyKey;
 use gogate_config::{Cidr, Config, MatchConfig, DEFAULT_UPSTREAM};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Backend id (`upstream/addr`) → its shared state.
@@ -22,22 +22,43 @@ pub fn backend_id(upstream: &str, addr: &str) -> String {
     format!("{upstream}/{addr}")
 }
 
+/// The backends of upstream `name`: the static ones in file order, then registry ones (any other
+/// state of that upstream) by id, so the order is stable across rebuilds.
+fn upstream_backends(
+    name: &str,
+    configured: &[gogate_config::BackendConfig],
+    states: &BackendStates,
+) -> Vec<Arc<BackendState>> {
+    let mut out: Vec<Arc<BackendState>> = configured
+        .iter()
+        .filter_map(|b| states.get(&backend_id(name, &b.addr)).cloned())
+        .collect();
+    let listed: HashSet<String> = out.iter().map(|b| b.id.clone()).collect();
+    let mut extra: Vec<Arc<BackendState>> = states
+        .values()
+        .filter(|b| b.upstream == name && !listed.contains(&b.id))
+        .cloned()
+        .collect();
+    extra.sort_by(|a, b| a.id.cmp(&b.id));
+    out.extend(extra);
+    out
+}
+
+/// `limits`: fresh (`RateLimits::new`) for a new generation, or the previous build's to keep
+/// the buckets when only backends changed.
 pub fn build_snapshot(
     config: Arc<Config>,
     generation: u64,
     states: &BackendStates,
     metrics: &Metrics,
     breaker: &actix::Addr<BreakerActor>,
+    limits: &mut RateLimits,
 ) -> GatewaySnapshot {
     let mut upstreams = BTreeMap::new();
     for name in config.upstream_names() {
         let s = config.upstream_settings(&name);
-        let backends: Vec<Arc<BackendState>> = s
-            .backends
-            .iter()
-            .filter_map(|b| states.get(&backend_id(&name, &b.addr)).cloned())
-            .collect();
-        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let backends = upstream_backends(&name, &s.backends, states);
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight()).collect();
         let up = UpstreamSnapshot {
             name: name.clone(),
             balancer: Balancer::new(s.load_balancer, &weights),
@@ -53,7 +74,6 @@ pub fn build_snapshot(
         upstreams.insert(name, Arc::new(up));
     }
     let default_up = Arc::clone(&upstreams[DEFAULT_UPSTREAM]);
-    let mut limits = RateLimits::new(&config.server.rate_limit);
 
     let target = |route: &str, name: &str, weight: u32, timeout: Option<std::time::Duration>| {
         let up = Arc::clone(&upstreams[name]);

@@ -1,39 +1,64 @@
 //! `ConfigActor`: owns the active configuration, the backend actors it implies (and the health
 //! actor probing them), and the published snapshot. It builds the first snapshot before any
 //! listener starts, answers the admin API's drain commands by messaging the backend actors
-//! concerned, and is where reloads (read → parse → validate → diff → build → swap) will run.
+//! concerned, turns registry events into backends, and runs reloads (the pipeline is in
+//! `reload::apply`).
 
 use crate::backend::actor::{BackendActor, SetDraining};
-use crate::backend::state::{BackendState, Source};
+use crate::backend::state::BackendState;
 use crate::breaker::BreakerActor;
-use crate::build::{backend_id, build_snapshot, BackendStates};
+use crate::build::{build_snapshot, BackendStates};
 use crate::health::{health_targets, HealthActor};
+use crate::logging::LogLevelHandle;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
+use crate::reload::apply::{signature, TargetSig};
+use crate::reload::diff::{desired_backends, Registration};
+use crate::reload::retire::Retiring;
+use crate::reload::watch::{self, FileWatch};
+use crate::reload::LastReload;
 use crate::snapshot::SnapshotCell;
 use actix::prelude::*;
 use gogate_config::Config;
 use slog::{info, Logger};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 pub struct ConfigActor {
-    config: Arc<Config>,
-    file: Option<PathBuf>,
-    generation: u64,
-    loaded_at: SystemTime,
-    states: BackendStates,
-    actors: HashMap<String, Addr<BackendActor>>,
+    pub(crate) config: Arc<Config>,
+    /// The configuration the listeners were bound with (they are not rebound on reload).
+    pub(crate) boot: Arc<Config>,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) generation: u64,
+    pub(crate) loaded_at: SystemTime,
+    /// Backends in service (static and registry), by id. Removed ones leave this map and drain.
+    pub(crate) states: BackendStates,
+    pub(crate) actors: HashMap<String, Addr<BackendActor>>,
+    /// Removed backends still draining, by id (see `reload::retire`).
+    pub(crate) retiring: HashMap<String, Retiring>,
+    /// Registry services by registry id; they survive reloads.
+    pub(crate) registrations: BTreeMap<String, Registration>,
     /// Probes the backends; a reload hands it the new list (`health::SetTargets`).
-    #[allow(dead_code)]
-    health: Addr<HealthActor>,
+    pub(crate) health: Addr<HealthActor>,
+    /// What the health actor was last told to probe, so unchanged lists are not re-sent (a
+    /// re-send restarts every timer and probes everything at once).
+    pub(crate) health_sig: Vec<TargetSig>,
     /// Owns breaker timing for every backend; its address rides in each snapshot, and a
-    /// reload's new snapshot must reuse it so open breakers keep their timers.
-    #[allow(dead_code)]
-    breaker: Addr<BreakerActor>,
-    cell: SnapshotCell,
-    log: Logger,
+    /// reload's new snapshot reuses it so open breakers keep their timers.
+    pub(crate) breaker: Addr<BreakerActor>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// This generation's rate limiters, reused by rebuilds that only change backends.
+    pub(crate) limits: RateLimits,
+    /// The process logger's level, set from `logging.level` on reload (none in some tests).
+    pub(crate) level: Option<LogLevelHandle>,
+    pub(crate) last_reload: Option<LastReload>,
+    /// Hash of the file bytes last read, so watcher events without a content change are ignored.
+    pub(crate) file_hash: Option<u64>,
+    watch: Option<FileWatch>,
+    pub(crate) cell: SnapshotCell,
+    pub(crate) log: Logger,
 }
 
 impl ConfigActor {
@@ -42,35 +67,48 @@ impl ConfigActor {
         let config = Arc::new(config);
         let mut states = BackendStates::new();
         let mut actors = HashMap::new();
-        for name in config.upstream_names() {
-            for b in config.upstream_settings(&name).backends {
-                let state = BackendState::new(&name, &b.addr, b.weight, Source::Static);
-                let (st, lg) = (Arc::clone(&state), log.clone());
-                // Supervised: a backend actor that fails restarts with the same shared state.
-                let addr = Supervisor::start(move |_| BackendActor::new(st, &lg));
-                let id = backend_id(&name, &b.addr);
-                actors.insert(id.clone(), addr);
-                states.insert(id, state);
-            }
+        for (id, d) in desired_backends(&config, &BTreeMap::new()) {
+            let (state, addr) = start_backend(&d.upstream, &d.addr, d.weight, d.source, log);
+            actors.insert(id.clone(), addr);
+            states.insert(id, state);
         }
         let targets = health_targets(&config, &states, &actors);
+        let health_sig = signature(&targets);
         let hlog = log.clone();
         let health = Supervisor::start(move |_| HealthActor::new(targets, &hlog));
         let breaker = BreakerActor::start_bounded(log);
-        let snapshot = build_snapshot(Arc::clone(&config), 1, &states, &metrics, &breaker);
+        let mut limits = RateLimits::new(&config.server.rate_limit);
+        let snapshot = build_snapshot(
+            Arc::clone(&config),
+            1,
+            &states,
+            &metrics,
+            &breaker,
+            &mut limits,
+        );
         let cell = SnapshotCell::new(snapshot);
         info!(log, "configuration applied"; "generation" => 1,
               "file" => file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "<embedded default>".into()),
               "backends" => states.len(), "routes" => config.routes.len());
         ConfigActor {
+            boot: Arc::clone(&config),
             config,
             file,
             generation: 1,
             loaded_at: SystemTime::now(),
             states,
             actors,
+            retiring: HashMap::new(),
+            registrations: BTreeMap::new(),
             health,
+            health_sig,
             breaker,
+            metrics,
+            limits,
+            level: None,
+            last_reload: None,
+            file_hash: None,
+            watch: None,
             cell,
             log: log.clone(),
         }
@@ -82,11 +120,112 @@ impl ConfigActor {
     }
 }
 
+/// Creates one backend's shared state and its supervised actor.
+pub(crate) fn start_backend(
+    upstream: &str,
+    addr: &str,
+    weight: u32,
+    source: crate::backend::state::Source,
+    log: &Logger,
+) -> (Arc<BackendState>, Addr<BackendActor>) {
+    let state = BackendState::new(upstream, addr, weight, source);
+    let (st, lg) = (Arc::clone(&state), log.clone());
+    // Supervised: a backend actor that fails restarts with the same shared state.
+    let actor = Supervisor::start(move |_| BackendActor::new(st, &lg));
+    (state, actor)
+}
+
 impl Actor for ConfigActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        self.watch = watch::watch(&file, ctx.address(), &self.log);
+        // The file may have changed between its first read and this watch: check once.
+        ctx.spawn(
+            async move { tokio::fs::read(&file).await.ok() }
+                .into_actor(self)
+                .map(|bytes, act, _| {
+                    if let Some(bytes) = bytes {
+                        act.check_initial_file(bytes);
+                    }
+                }),
+        );
+    }
 }
 
 impl Supervised for ConfigActor {}
+
+/// Command: a registry service joins (or updates): it becomes a backend of the upstream named
+/// `name`, else of `default`. An address equal to a static backend of that upstream is that
+/// backend (no duplicate).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RegistryUpsert {
+    pub id: String,
+    pub name: String,
+    pub addr: String,
+    pub weight: u32,
+}
+
+/// Command: a registry service left (deregistered or expired): its backend drains, unless a
+/// static backend or another registration holds the same address.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RegistryRemove {
+    pub id: String,
+}
+
+impl Handler<RegistryUpsert> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegistryUpsert, _: &mut Context<Self>) {
+        let reg = Registration {
+            name: msg.name,
+            addr: msg.addr,
+            weight: msg.weight,
+        };
+        if self.registrations.get(&msg.id) == Some(&reg) {
+            return;
+        }
+        info!(self.log, "registry backend upsert"; "service_id" => &msg.id,
+              "name" => &reg.name, "addr" => &reg.addr, "weight" => reg.weight);
+        self.registrations.insert(msg.id, reg);
+        self.sync_backends(false);
+    }
+}
+
+impl Handler<RegistryRemove> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegistryRemove, _: &mut Context<Self>) {
+        if self.registrations.remove(&msg.id).is_some() {
+            info!(self.log, "registry backend removed"; "service_id" => &msg.id);
+            self.sync_backends(false);
+        }
+    }
+}
+
+/// Command: the process logger's level handle, so reloads apply `logging.level`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetLogLevelHandle(pub LogLevelHandle);
+
+impl Handler<SetLogLevelHandle> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetLogLevelHandle, _: &mut Context<Self>) {
+        msg.0.set(self.config.logging.level);
+        self.level = Some(msg.0);
+    }
+}
+
+/// Event: the watched directory changed; reload if the file's bytes did.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FileChanged;
 
 /// Command: drain (or undrain) every backend with this address, in every upstream.
 #[derive(Message)]
@@ -133,6 +272,7 @@ pub struct ConfigInfo {
     pub file: Option<PathBuf>,
     pub generation: u64,
     pub loaded_at: SystemTime,
+    pub last_reload: Option<LastReload>,
 }
 
 /// Query: the active configuration and its generation.
@@ -149,6 +289,7 @@ impl Handler<GetConfigInfo> for ConfigActor {
             file: self.file.clone(),
             generation: self.generation,
             loaded_at: self.loaded_at,
+            last_reload: self.last_reload.clone(),
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod ratelimit;
 pub mod registry;
+pub mod reload;
 pub mod routing;
 pub mod snapshot;
 pub mod split;

@@ -101,3 +101,25 @@ where
 pub fn discard() -> Logger {
     Logger::root(slog::Discard, slog::o!())
 }
+
+/// Puts a changeable level in front of `drain` (for embedders and tests that log elsewhere than
+/// stdout but still want reloads to change the level).
+pub fn with_level<D>(drain: D, level: LogLevel) -> (Logger, LogLevelHandle)
+where
+    D: Drain<Err = slog::Never>
+        + Send
+        + Sync
+        + std::panic::RefUnwindSafe
+        + std::panic::UnwindSafe
+        + 'static,
+{
+    let handle = Arc::new(AtomicUsize::new(to_slog(level).as_usize()));
+    let filtered = LevelFilter {
+        drain,
+        level: Arc::clone(&handle),
+    };
+    (
+        Logger::root(slog::IgnoreResult::new(filtered), slog::o!()),
+        LogLevelHandle(handle),
+    )
+}

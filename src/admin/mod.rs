@@ -3,6 +3,7 @@
 //! request path of proxied traffic.
 
 mod auth;
+mod reload;
 pub mod time;
 
 use crate::proxy::errors::json_error;
@@ -44,7 +45,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState) {
         .route("/backends", web::get().to(backends))
         .route("/backends/{addr}/drain", web::post().to(drain))
         .route("/backends/{addr}/drain", web::delete().to(undrain))
-        .route("/config", web::get().to(config));
+        .route("/config", web::get().to(config))
+        .route("/reload", web::post().to(reload::reload));
     if state.registry.is_some() {
         registry::configure(cfg);
     }
@@ -130,7 +132,7 @@ async fn backends(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
                 "id": b.id,
                 "upstream": b.upstream,
                 "addr": b.addr,
-                "weight": b.weight,
+                "weight": b.weight(),
                 "healthy": b.healthy(),
                 "draining": b.draining(),
                 "circuit_breaker": b.breaker().as_str(),
@@ -200,7 +202,7 @@ async fn config(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
             "generation": info.generation,
             "file": info.file.as_ref().map(|f| f.display().to_string()),
             "loaded_at": time::system_time_rfc3339(info.loaded_at),
-            "last_reload": Value::Null,
+            "last_reload": reload::last_reload_json(info.last_reload.as_ref()),
             "config": info.config.redacted_json(),
         })),
         Err(_) => json_error(

@@ -2,6 +2,7 @@
 //! helpers and `eventually`, so integration tests read like scenarios.
 #![allow(dead_code)]
 
+pub mod config_file;
 pub mod controlled;
 
 use actix_web::dev::ServerHandle;

@@ -64,7 +64,8 @@ pub struct BackendState {
     pub id: String,
     pub upstream: String,
     pub addr: String,
-    pub weight: u32,
+    /// Written only by the config actor (a reload that changes the weight keeps the state).
+    weight: AtomicU32,
     pub source: Source,
     healthy: AtomicBool,
     draining: AtomicBool,
@@ -87,7 +88,7 @@ impl BackendState {
             id: format!("{upstream}/{addr}"),
             upstream: upstream.to_string(),
             addr: addr.to_string(),
-            weight,
+            weight: AtomicU32::new(weight),
             source,
             healthy: AtomicBool::new(true),
             draining: AtomicBool::new(false),
@@ -106,12 +107,15 @@ impl BackendState {
     /// May new requests or connections go here?
     #[inline]
     pub fn eligible(&self) -> bool {
-        self.weight > 0
+        self.weight() > 0
             && self.healthy.load(Ordering::Relaxed)
             && !self.draining.load(Ordering::Relaxed)
             && self.breaker.load(Ordering::Relaxed) != BreakerPosition::Open as u8
     }
 
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -145,10 +149,16 @@ impl BackendState {
     }
     /// Healthy, not draining and weighted, whatever its breaker says.
     pub fn available(&self) -> bool {
-        self.weight > 0 && self.healthy() && !self.draining()
+        self.weight() > 0 && self.healthy() && !self.draining()
     }
     pub fn probe_record(&self) -> ProbeRecord {
         self.probe.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    // --- writes by the config actor (control plane) ---
+
+    pub(crate) fn set_weight(&self, w: u32) {
+        self.weight.store(w, Ordering::Relaxed);
     }
 
     // --- writes by the BackendActor (control plane) ---

@@ -4,7 +4,7 @@
 //! actor's maps, so a reload can rebuild the list and hand it to `SetTargets`.
 
 use crate::backend::actor::BackendActor;
-use crate::build::{backend_id, BackendStates};
+use crate::build::BackendStates;
 use crate::health::actor::HealthTarget;
 use crate::health::probe::ProbeSpec;
 use crate::health::tracker::Thresholds;
@@ -12,36 +12,39 @@ use actix::Addr;
 use gogate_config::Config;
 use std::collections::HashMap;
 
-/// One target per backend of every upstream whose health checks are enabled.
+/// One target per backend (static or registry) of every upstream whose health checks are
+/// enabled, in id order.
 pub fn health_targets(
     config: &Config,
     states: &BackendStates,
     actors: &HashMap<String, Addr<BackendActor>>,
 ) -> Vec<HealthTarget> {
     let mut out = Vec::new();
-    for name in config.upstream_names() {
-        let s = config.upstream_settings(&name);
+    let mut settings = HashMap::new();
+    let mut ids: Vec<&String> = states.keys().collect();
+    ids.sort();
+    for id in ids {
+        let (Some(state), Some(actor)) = (states.get(id), actors.get(id)) else {
+            continue;
+        };
+        let s = settings
+            .entry(state.upstream.clone())
+            .or_insert_with(|| config.upstream_settings(&state.upstream));
         if !s.health.enabled {
             continue;
         }
-        for b in &s.backends {
-            let id = backend_id(&name, &b.addr);
-            let (Some(state), Some(actor)) = (states.get(&id), actors.get(&id)) else {
-                continue;
-            };
-            out.push(HealthTarget {
-                spec: ProbeSpec {
-                    addr: state.addr.clone(),
-                    check: s.health.check_type,
-                    http_path: s.health.http_path.clone(),
-                    timeout: s.health.timeout.get(),
-                },
-                interval: s.health.interval.get(),
-                thresholds: Thresholds::from_config(&s.health),
-                report_to: actor.clone().recipient(),
-                id,
-            });
-        }
+        out.push(HealthTarget {
+            spec: ProbeSpec {
+                addr: state.addr.clone(),
+                check: s.health.check_type,
+                http_path: s.health.http_path.clone(),
+                timeout: s.health.timeout.get(),
+            },
+            interval: s.health.interval.get(),
+            thresholds: Thresholds::from_config(&s.health),
+            report_to: actor.clone().recipient(),
+            id: id.clone(),
+        });
     }
     out
 }
@@ -50,6 +53,7 @@ pub fn health_targets(
 mod tests {
     use super::*;
     use crate::backend::state::{BackendState, Source};
+    use crate::build::backend_id;
     use gogate_config::CheckType;
     use std::time::Duration;
 

@@ -164,7 +164,10 @@ pub struct KeyedLimiter {
     pub limiter: Arc<RateLimiter>,
 }
 
-/// The limiters of one snapshot, built once per generation.
+/// The limiters of one snapshot, built once per generation. A clone shares the buckets: the
+/// config actor passes it back for rebuilds within a generation (registry changes), so those
+/// do not refill them.
+#[derive(Clone)]
 pub struct RateLimits {
     /// `server.rateLimit` for L7 requests, shared by routes without their own block.
     http: Option<Arc<RateLimiter>>,
@@ -194,9 +197,13 @@ impl RateLimits {
     ) -> Option<RateLimitSnapshot> {
         let limiter = match &route.rate_limit {
             Some(own) if own.enabled => {
-                let own = Arc::new(RateLimiter::new(&own.into()));
-                self.routes.push((route.name.clone(), Arc::clone(&own)));
-                own
+                if let Some((_, l)) = self.routes.iter().find(|(n, _)| *n == route.name) {
+                    Arc::clone(l)
+                } else {
+                    let own = Arc::new(RateLimiter::new(&own.into()));
+                    self.routes.push((route.name.clone(), Arc::clone(&own)));
+                    own
+                }
             }
             Some(_) => return None,
             None => Arc::clone(self.http.as_ref()?),

@@ -1,0 +1,308 @@
+//! The config actor's reload pipeline: read the file (off the actor, with `tokio::fs`), parse and
+//! validate it, diff it against the running configuration, bring the backends to the new set
+//! (kept ones keep their state, removed ones drain), rebuild and swap the snapshot. An error at
+//! any step keeps the old configuration serving and is recorded for `GET /config`.
+
+use crate::build::build_snapshot;
+use crate::config_actor::{start_backend, ConfigActor, FileChanged};
+use crate::health::probe::ProbeSpec;
+use crate::health::{health_targets, HealthTarget, SetTargets, Thresholds};
+use crate::ratelimit::RateLimits;
+use crate::reload::diff::{desired_backends, plan_backends, restart_required};
+use actix::prelude::*;
+use gogate_config::{load_str, ConfigError, ConfigErrors};
+use slog::{info, warn};
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The outcome of the last reload, for `GET /config`.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    pub time: SystemTime,
+    /// `None` = success; else the error (file, line, key).
+    pub error: Option<String>,
+}
+
+/// A successful reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// Increases only when the configuration's content changed.
+    pub generation: u64,
+    pub changed: bool,
+    /// Keys that differ from what the process started with and only take effect after a
+    /// restart (listener addresses, ...); reported by every reload until then.
+    pub restart_required: Vec<&'static str>,
+}
+
+/// A failed reload: the old configuration keeps serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadError(pub String);
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Command: re-read the file and apply it (`POST /reload`, `SIGHUP`). `trigger` is for logs.
+#[derive(Message)]
+#[rtype(result = "Result<ReloadOutcome, ReloadError>")]
+pub struct Reload {
+    pub trigger: &'static str,
+}
+
+/// What identifies a health target's schedule (its report address is its backend's actor,
+/// which a kept backend keeps).
+pub(crate) type TargetSig = (String, ProbeSpec, Duration, Thresholds);
+
+pub(crate) fn signature(targets: &[HealthTarget]) -> Vec<TargetSig> {
+    targets
+        .iter()
+        .map(|t| (t.id.clone(), t.spec.clone(), t.interval, t.thresholds))
+        .collect()
+}
+
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+async fn read(file: Option<PathBuf>) -> Result<Vec<u8>, ConfigErrors> {
+    let Some(path) = file else {
+        return Err(ConfigErrors::single(ConfigError::new(
+            "",
+            "no configuration file to reload: gogate runs with the embedded default (-config FILE)",
+        )));
+    };
+    // Through the path, so a symlink swap (Kubernetes ConfigMap) is followed.
+    tokio::fs::read(&path).await.map_err(|e| {
+        let mut err = ConfigError::new("", format!("cannot read the configuration file: {e}"));
+        err.file = Some(path);
+        ConfigErrors::single(err)
+    })
+}
+
+impl Handler<Reload> for ConfigActor {
+    // Atomic: one reload at a time, and no other message sees a half-applied one.
+    type Result = AtomicResponse<Self, Result<ReloadOutcome, ReloadError>>;
+
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
+        let fut = read(self.file.clone());
+        AtomicResponse::new(Box::pin(
+            fut.into_actor(self)
+                .map(move |bytes, act, _| act.apply_bytes(bytes, msg.trigger)),
+        ))
+    }
+}
+
+impl Handler<FileChanged> for ConfigActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: FileChanged, _: &mut Context<Self>) -> Self::Result {
+        let fut = read(self.file.clone());
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|bytes, act, _| {
+            // An unreadable file mid-swap is retried with the next event; a changed one reloads.
+            let Ok(bytes) = bytes else { return };
+            if act.file_hash != Some(hash_bytes(&bytes)) {
+                let _ = act.apply_bytes(Ok(bytes), "watch");
+            }
+        })))
+    }
+}
+
+impl ConfigActor {
+    /// Called once the watch is set up: remembers the file's hash, and reloads when the file
+    /// already differs from the configuration the gateway started with.
+    pub(crate) fn check_initial_file(&mut self, bytes: Vec<u8>) {
+        if self.file_hash.is_some() {
+            return; // a reload got there first
+        }
+        let same = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| load_str(t, self.file.as_deref()).ok())
+            .is_some_and(|c| c == *self.config);
+        if same {
+            self.file_hash = Some(hash_bytes(&bytes));
+        } else {
+            let _ = self.apply_bytes(Ok(bytes), "watch");
+        }
+    }
+
+    /// Parse → validate → diff → apply, from the bytes read (or the read error).
+    fn apply_bytes(
+        &mut self,
+        bytes: Result<Vec<u8>, ConfigErrors>,
+        trigger: &'static str,
+    ) -> Result<ReloadOutcome, ReloadError> {
+        let file = self.file.clone();
+        let parsed = bytes.and_then(|b| {
+            self.file_hash = Some(hash_bytes(&b));
+            let text = String::from_utf8(b).map_err(|_| {
+                let mut err = ConfigError::new("", "the configuration file is not UTF-8 text");
+                err.file = file.clone();
+                ConfigErrors::single(err)
+            })?;
+            load_str(&text, file.as_deref())
+        });
+        let new = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                let error = e.to_string();
+                warn!(self.log, "configuration reload failed"; "error" => &error,
+                      "trigger" => trigger, "generation" => self.generation);
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                self.last_reload = Some(LastReload {
+                    time: SystemTime::now(),
+                    error: Some(error.clone()),
+                });
+                return Err(ReloadError(error));
+            }
+        };
+        let changed = new != *self.config;
+        let restart = restart_required(&self.boot, &new);
+        if changed {
+            self.generation += 1;
+            self.config = Arc::new(new);
+            self.loaded_at = SystemTime::now();
+            if let Some(level) = &self.level {
+                level.set(self.config.logging.level);
+            }
+            self.sync_backends(true);
+        }
+        self.metrics
+            .config_reloads
+            .with_label_values(&["success"])
+            .inc();
+        self.last_reload = Some(LastReload {
+            time: SystemTime::now(),
+            error: None,
+        });
+        info!(self.log, "configuration reloaded"; "generation" => self.generation,
+              "changed" => changed, "trigger" => trigger, "backends" => self.states.len(),
+              "routes" => self.config.routes.len());
+        if !restart.is_empty() {
+            warn!(self.log, "listener address changes need a restart";
+                  "keys" => restart.join(", "), "generation" => self.generation);
+        }
+        Ok(ReloadOutcome {
+            generation: self.generation,
+            changed,
+            restart_required: restart,
+        })
+    }
+
+    /// Brings the backends to what the config and the registrations ask for, re-targets the
+    /// health checks and publishes a new snapshot (same breaker actor, same kept states).
+    /// `new_generation`: the config changed, so rate limiters start afresh; otherwise (registry
+    /// changes) they keep their buckets.
+    pub(crate) fn sync_backends(&mut self, new_generation: bool) {
+        if new_generation {
+            self.limits = RateLimits::new(&self.config.server.rate_limit);
+        }
+        let desired = desired_backends(&self.config, &self.registrations);
+        let current: BTreeMap<String, u32> = self
+            .states
+            .iter()
+            .map(|(id, s)| (id.clone(), s.weight()))
+            .collect();
+        let plan = plan_backends(&current, &desired);
+        self.retiring.retain(|_, r| !r.is_claimed());
+        for id in &plan.add {
+            let d = &desired[id];
+            if self.restore(id, d.weight) {
+                continue;
+            }
+            let (state, actor) = start_backend(&d.upstream, &d.addr, d.weight, d.source, &self.log);
+            info!(self.log, "backend added"; "backend" => &d.addr, "upstream" => &d.upstream,
+                  "source" => d.source.as_str());
+            self.states.insert(id.clone(), state);
+            self.actors.insert(id.clone(), actor);
+        }
+        for (id, weight) in &plan.reweight {
+            if let Some(s) = self.states.get(id) {
+                s.set_weight(*weight);
+            }
+        }
+        let drain = self.config.server.shutdown.drain_timeout.get();
+        for id in &plan.remove {
+            self.retire(id, drain);
+        }
+        let targets = health_targets(&self.config, &self.states, &self.actors);
+        let sig = signature(&targets);
+        if sig != self.health_sig {
+            self.health_sig = sig;
+            self.health.do_send(SetTargets(targets));
+        }
+        let snapshot = build_snapshot(
+            Arc::clone(&self.config),
+            self.generation,
+            &self.states,
+            &self.metrics,
+            &self.breaker,
+            &mut self.limits,
+        );
+        self.cell.store(snapshot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config_actor::{ConfigActor, RegistryRemove, RegistryUpsert};
+    use crate::metrics::Metrics;
+    use actix::Actor;
+    use std::time::Duration;
+
+    #[actix_rt::test]
+    async fn registry_backends_join_the_snapshot_and_drain_on_removal() {
+        let yaml = "server:\n  backends: [{addr: \"127.0.0.1:1\"}]\n  health: {enabled: false}\nupstreams:\n  svc:\n    backends: [{addr: \"127.0.0.1:2\"}]\n";
+        let config = gogate_config::load_str(yaml, None).expect("valid config");
+        let log = crate::logging::discard();
+        let actor = ConfigActor::new(config, None, Metrics::new(), &log);
+        let cell = actor.cell();
+        let addr = actor.start();
+        let upsert = |id: &str, name: &str, port: u16| RegistryUpsert {
+            id: id.into(),
+            name: name.into(),
+            addr: format!("127.0.0.1:{port}"),
+            weight: 2,
+        };
+        addr.send(upsert("x", "svc", 3)).await.expect("actor alive");
+        addr.send(upsert("y", "nope", 4))
+            .await
+            .expect("actor alive");
+        let snap = cell.load();
+        let ids: Vec<&str> = snap.backends().map(|b| b.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "default/127.0.0.1:1",
+                "default/127.0.0.1:4",
+                "svc/127.0.0.1:2",
+                "svc/127.0.0.1:3"
+            ]
+        );
+        let x = snap.upstreams["svc"].backends[1].clone();
+        assert_eq!((x.weight(), x.source.as_str()), (2, "registry"));
+
+        addr.send(RegistryRemove { id: "x".into() })
+            .await
+            .expect("actor alive");
+        let ids: Vec<String> = cell.load().backends().map(|b| b.id.clone()).collect();
+        assert!(!ids.contains(&x.id), "{ids:?}");
+        // The removed backend drains (its actor applies the flag).
+        for _ in 0..100 {
+            if x.draining() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(x.draining());
+    }
+}

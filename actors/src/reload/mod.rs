@@ -1,0 +1,17 @@
+//! Hot reload: the pure diff (`diff`), the file watcher (`watch`) and the config actor's reload
+//! pipeline (`apply`): read → parse → validate → diff → build the new snapshot → swap. Any error
+//! keeps the old configuration serving.
+//!
+//! ```text
+//!  POST /reload ─┐
+//!  SIGHUP ───────┼─▶ Reload ─▶ read file ─▶ parse+validate ─┬─ error ─▶ keep old, record failure
+//!  watcher ──────┘  (FileChanged: only if the bytes' hash    └─ ok ─▶ diff backends ─▶ build ─▶ swap
+//!                    changed)
+//! ```
+
+pub mod apply;
+pub mod diff;
+pub(crate) mod retire;
+pub mod watch;
+
+pub use apply::{LastReload, Reload, ReloadError, ReloadOutcome};

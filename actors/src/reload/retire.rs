@@ -1,0 +1,99 @@
+//! Removed backends drain before their actor stops: no new requests (the drain flag), in-flight
+//! ones finish, then `Retire` once `active()` reaches 0 or `shutdown.drainTimeout` passed. A
+//! backend re-added while it still drains is restored with its state (health verdict, breaker,
+//! counters) instead of starting afresh as healthy (B9).
+//!
+//! ```text
+//!  in service ──removed──▶ retiring ──active = 0 or deadline──▶ retired (actor stops)
+//!       ▲                      │
+//!       └──re-added (restore)──┘   whichever claims first wins (one atomic swap)
+//! ```
+
+use crate::backend::actor::{BackendActor, Retire, SetDraining};
+use crate::backend::state::BackendState;
+use crate::config_actor::ConfigActor;
+use actix::{Addr, WeakAddr};
+use slog::info;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A removed backend still finishing its requests.
+pub(crate) struct Retiring {
+    state: Arc<BackendState>,
+    /// Weak: only the drain task keeps the actor alive, so `Retire` really stops it.
+    actor: Option<WeakAddr<BackendActor>>,
+    /// Set by whichever comes first: the drain task (retire) or a re-add (restore).
+    claimed: Arc<AtomicBool>,
+    /// Drained by the admin before it was removed: a restore keeps it drained.
+    was_draining: bool,
+}
+
+impl Retiring {
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
+}
+
+impl ConfigActor {
+    /// Takes backend `id` out of service and drains it for at most `drain`.
+    pub(crate) fn retire(&mut self, id: &str, drain: Duration) {
+        let (Some(state), actor) = (self.states.remove(id), self.actors.remove(id)) else {
+            return;
+        };
+        info!(self.log, "backend removed; draining"; "backend" => &state.addr,
+              "upstream" => &state.upstream, "active" => state.active());
+        let was_draining = state.draining();
+        if let Some(a) = &actor {
+            a.do_send(SetDraining(true));
+        }
+        let claimed = Arc::new(AtomicBool::new(false));
+        self.retiring.insert(
+            id.to_string(),
+            Retiring {
+                state: Arc::clone(&state),
+                actor: actor.as_ref().map(Addr::downgrade),
+                claimed: Arc::clone(&claimed),
+                was_draining,
+            },
+        );
+        let deadline = Instant::now() + drain;
+        actix_rt::spawn(async move {
+            while state.active() > 0
+                && Instant::now() < deadline
+                && !claimed.load(Ordering::Acquire)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Dropping the last address after `Retire` ends the supervised actor.
+            if !claimed.swap(true, Ordering::AcqRel) {
+                if let Some(a) = actor {
+                    a.do_send(Retire);
+                }
+            }
+        });
+    }
+
+    /// Puts a still-draining backend back in service with weight `weight`; false when there is
+    /// none to restore (the caller then starts a new one).
+    pub(crate) fn restore(&mut self, id: &str, weight: u32) -> bool {
+        let Some(r) = self.retiring.remove(id) else {
+            return false;
+        };
+        if r.claimed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let Some(actor) = r.actor.and_then(|w| w.upgrade()) else {
+            return false;
+        };
+        if !r.was_draining {
+            actor.do_send(SetDraining(false));
+        }
+        r.state.set_weight(weight);
+        info!(self.log, "backend restored while draining"; "backend" => &r.state.addr,
+              "upstream" => &r.state.upstream, "healthy" => r.state.healthy());
+        self.states.insert(id.to_string(), r.state);
+        self.actors.insert(id.to_string(), actor);
+        true
+    }
+}

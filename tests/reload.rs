@@ -1,0 +1,380 @@
+//! Hot reload (DESIGN A2, B3, B6, B10) against a real gateway started from a file: each kind of
+//! change applies live, bad files change nothing, kept backends keep their state, and the file
+//! watcher sees atomic renames and ConfigMap-style symlink swaps.
+mod common;
+use common::config_file::*;
+use common::*;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// YAML with `addrs` as the default upstream, health checks off, plus `extra` (indented for
+/// `server:`) and `tail` (top-level keys).
+fn yaml(addrs: &[&str], extra: &str, tail: &str) -> String {
+    format!("{}{tail}", backends_yaml(addrs, extra))
+}
+
+/// Which backends answered `n` GETs of `path`, by name.
+async fn spread(gw: &TestGateway, path: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let r = gw.get(path).await;
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+        let name = r.json()["backend"].as_str().unwrap_or("?").to_string();
+        *out.entry(name).or_default() += 1;
+    }
+    out
+}
+
+async fn reload(gw: &TestGateway) -> Resp {
+    gw.admin_send("POST", "/reload").await
+}
+
+async fn reload_ok(gw: &TestGateway, changed: bool) -> u64 {
+    let r = reload(gw).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["changed"], changed, "{j}");
+    j["generation"].as_u64().expect("generation")
+}
+
+fn reloads_metric(text: &str, result: &str) -> f64 {
+    let prefix = format!("gogate_config_reloads_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in metrics"))
+}
+
+async fn start(dir: &TempDir, text: &str) -> (TestGateway, std::path::PathBuf) {
+    let path = dir.path("gogate.yaml");
+    write_config(&path, text);
+    (gateway_from_file(&path).await, path)
+}
+
+#[actix_rt::test]
+async fn added_and_removed_backends_apply_live() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
+    assert_eq!(spread(&gw, "/", 4).await, BTreeMap::from([("a".into(), 4)]));
+
+    write_config(&path, &yaml(&[&a.addr_str(), &b.addr_str()], "", ""));
+    assert_eq!(reload_ok(&gw, true).await, 2);
+    assert_eq!(
+        spread(&gw, "/", 4).await,
+        BTreeMap::from([("a".into(), 2), ("b".into(), 2)])
+    );
+
+    write_config(&path, &yaml(&[&b.addr_str()], "", ""));
+    assert_eq!(reload_ok(&gw, true).await, 3);
+    assert_eq!(spread(&gw, "/", 4).await, BTreeMap::from([("b".into(), 4)]));
+    let list = gw.admin_get("/backends").await.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn route_changes_apply_live() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let up = format!(
+        "upstreams:\n  api:\n    backends: [{{addr: \"{}\"}}]\n",
+        b.addr_str()
+    );
+    let route = |prefix: &str| {
+        format!("{up}routes:\n  - name: api\n    match: {{pathPrefix: \"{prefix}\"}}\n    upstreams: [{{name: api}}]\n")
+    };
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", &route("/api"))).await;
+    assert_eq!(
+        spread(&gw, "/api/x", 1).await,
+        BTreeMap::from([("b".into(), 1)])
+    );
+    assert_eq!(
+        spread(&gw, "/v2/x", 1).await,
+        BTreeMap::from([("a".into(), 1)])
+    );
+
+    write_config(&path, &yaml(&[&a.addr_str()], "", &route("/v2")));
+    reload_ok(&gw, true).await;
+    assert_eq!(
+        spread(&gw, "/api/x", 1).await,
+        BTreeMap::from([("a".into(), 1)])
+    );
+    assert_eq!(
+        spread(&gw, "/v2/x", 1).await,
+        BTreeMap::from([("b".into(), 1)])
+    );
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn balancer_and_weight_changes_apply_live() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let cfg = |lb: &str, wa: u32| {
+        format!(
+            "server:\n  backends: [{{addr: \"{}\", weight: {wa}}}, {{addr: \"{}\"}}]\n  health: {{enabled: false}}\n  loadBalancer: {lb}\n",
+            a.addr_str(),
+            b.addr_str()
+        )
+    };
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &cfg("round_robin", 3)).await;
+    assert_eq!(
+        spread(&gw, "/", 8).await,
+        BTreeMap::from([("a".into(), 4), ("b".into(), 4)])
+    );
+    write_config(&path, &cfg("weighted_round_robin", 3));
+    reload_ok(&gw, true).await;
+    assert_eq!(
+        spread(&gw, "/", 8).await,
+        BTreeMap::from([("a".into(), 6), ("b".into(), 2)])
+    );
+    // A weight change keeps the backend (its counters go on).
+    let before = a.hits();
+    write_config(&path, &cfg("weighted_round_robin", 1));
+    reload_ok(&gw, true).await;
+    assert_eq!(
+        spread(&gw, "/", 8).await,
+        BTreeMap::from([("a".into(), 4), ("b".into(), 4)])
+    );
+    let list = gw.admin_get("/backends").await.json();
+    let entry = list
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["addr"] == a.addr_str()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(entry["weight"], 1, "{list}");
+    assert_eq!(entry["requests_total"], (before + 4) as u64, "{list}");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn rate_limit_changes_apply_live() {
+    let a = Upstream::new("a").start().await;
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
+    for _ in 0..5 {
+        assert_eq!(gw.get("/").await.status, 200);
+    }
+    let limited = "  rateLimit: {enabled: true, rate: 1, burst: 1}\n";
+    write_config(&path, &yaml(&[&a.addr_str()], limited, ""));
+    reload_ok(&gw, true).await;
+    assert_eq!(gw.get("/").await.status, 200);
+    assert_eq!(gw.get("/").await.status, 429);
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn logging_level_changes_apply_live() {
+    let a = Upstream::new("a").start().await;
+    let dir = TempDir::new();
+    let level = |l: &str| yaml(&[&a.addr_str()], "", &format!("logging: {{level: {l}}}\n"));
+    let (gw, path) = start(&dir, &level("error")).await;
+    // The level handle reaches the config actor asynchronously: wait until info is filtered.
+    eventually("info lines filtered", || async {
+        let n = gw.logs.with_msg("request completed").len();
+        gw.get("/").await;
+        gw.logs.with_msg("request completed").len() == n
+    })
+    .await;
+    write_config(&path, &level("info"));
+    reload_ok(&gw, true).await;
+    let n = gw.logs.with_msg("request completed").len();
+    assert_eq!(gw.get("/").await.status, 200);
+    eventually("access line logged at info", || async {
+        gw.logs.with_msg("request completed").len() > n
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn watcher_reloads_on_atomic_rename() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
+    assert_eq!(spread(&gw, "/", 2).await, BTreeMap::from([("a".into(), 2)]));
+    write_config(&path, &yaml(&[&b.addr_str()], "", ""));
+    eventually("the watcher applied the new file", || async {
+        gw.get("/").await.json()["backend"] == "b"
+    })
+    .await;
+    let info = gw.admin_get("/config").await.json();
+    assert_eq!(info["generation"], 2, "{info}");
+    assert_eq!(info["last_reload"]["result"], "success", "{info}");
+    gw.stop().await;
+}
+
+fn symlink(target: &str, link: &Path) {
+    std::os::unix::fs::symlink(target, link).expect("symlink");
+}
+
+#[actix_rt::test]
+async fn watcher_reloads_on_configmap_symlink_swap() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let dir = TempDir::new();
+    for (v, up) in [("..v1", &a), ("..v2", &b)] {
+        std::fs::create_dir(dir.path(v)).expect("mkdir");
+        write_config(
+            &dir.path(v).join("config.yaml"),
+            &yaml(&[&up.addr_str()], "", ""),
+        );
+    }
+    symlink("..v1", &dir.path("..data"));
+    symlink("..data/config.yaml", &dir.path("config.yaml"));
+    let gw = gateway_from_file(&dir.path("config.yaml")).await;
+    assert_eq!(spread(&gw, "/", 2).await, BTreeMap::from([("a".into(), 2)]));
+
+    // What the kubelet does: a new `..data` link beside the old one, renamed over it.
+    symlink("..v2", &dir.path("..data_tmp"));
+    std::fs::rename(dir.path("..data_tmp"), dir.path("..data")).expect("swap ..data");
+    eventually("the watcher followed the symlink swap", || async {
+        gw.get("/").await.json()["backend"] == "b"
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn bad_reload_keeps_old_config() {
+    let a = Upstream::new("a").start().await;
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
+    let good = std::fs::read_to_string(&path).expect("read config");
+    let bad = [
+        ("server:\n  backends: [\n".to_string(), "gogate.yaml"),
+        (
+            good.replace("server:\n", "server:\n  frobnicate: 1\n"),
+            "frobnicate",
+        ),
+        (
+            good.replace("server:\n", "server:\n  loadBalancer: fastest\n"),
+            "fastest",
+        ),
+    ];
+    for (i, (text, needle)) in bad.iter().enumerate() {
+        write_raw(&path, text);
+        let r = reload(&gw).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(err.contains(needle), "error {err:?} should name {needle}");
+        assert!(
+            err.contains("gogate.yaml"),
+            "error {err:?} should name the file"
+        );
+        assert_eq!(spread(&gw, "/", 2).await, BTreeMap::from([("a".into(), 2)]));
+        let info = gw.admin_get("/config").await.json();
+        assert_eq!(info["generation"], 1, "{info}");
+        assert_eq!(info["last_reload"]["result"], "failure", "{info}");
+        assert_eq!(info["last_reload"]["error"], err.as_str(), "{info}");
+        let text = gw.metrics_text().await;
+        // The watcher may count the same bad file too (it is told about every write).
+        assert!(reloads_metric(&text, "failure") >= (i + 1) as f64, "{text}");
+        assert_eq!(reloads_metric(&text, "success"), 0.0);
+    }
+    assert!(!gw.logs.with_msg("configuration reload failed").is_empty());
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn generation_increases_only_when_content_changes() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
+    assert_eq!(reload_ok(&gw, false).await, 1);
+    let same = std::fs::read_to_string(&path).expect("read config");
+    write_raw(&path, &format!("# a comment only\n{same}"));
+    assert_eq!(reload_ok(&gw, false).await, 1);
+    write_config(&path, &yaml(&[&b.addr_str()], "", ""));
+    assert_eq!(reload_ok(&gw, true).await, 2);
+    let text = gw.metrics_text().await;
+    assert!(reloads_metric(&text, "success") >= 3.0, "{text}");
+    let info = gw.admin_get("/config").await.json();
+    assert_eq!(info["generation"], 2, "{info}");
+    assert!(info["file"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("gogate.yaml")));
+    assert!(info["loaded_at"].is_string(), "{info}");
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn listener_address_changes_are_reported_not_ignored() {
+    let a = Upstream::new("a").start().await;
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
+    assert_eq!(gw.get("/").await.status, 200);
+    let moved = pin_listeners(&yaml(&[&a.addr_str()], "", ""))
+        .replace("httpListenAddr: 127.0.0.1:0", "httpListenAddr: 127.0.0.1:1");
+    assert!(moved.contains("127.0.0.1:1"), "{moved}");
+    write_raw(&path, &moved);
+    let r = reload(&gw).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["restart_required"][0],
+        "server.httpListenAddr",
+        "{}",
+        r.body
+    );
+    assert!(!gw
+        .logs
+        .with_msg("listener address changes need a restart")
+        .is_empty());
+    // The rest applies and the old listener keeps serving; a later reload still reports it.
+    assert_eq!(gw.get("/").await.status, 200);
+    let again = reload(&gw).await.json();
+    assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(
+        again["restart_required"][0], "server.httpListenAddr",
+        "{again}"
+    );
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn health_settings_apply_live() {
+    let a = Upstream::new("a").start().await;
+    let dead = dead_addr();
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str(), &dead], "", "")).await;
+    let healthy = |list: Value| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|b| b["addr"] == dead.as_str()).cloned())
+            .map(|b| b["healthy"].clone())
+    };
+    assert_eq!(
+        healthy(gw.admin_get("/backends").await.json()),
+        Some(true.into())
+    );
+    let checked = format!(
+        "server:\n  backends: [{{addr: \"{}\"}}, {{addr: \"{dead}\"}}]\n  health: {{interval: 100ms, timeout: 80ms, unhealthyThreshold: 1}}\n",
+        a.addr_str()
+    );
+    write_config(&path, &checked);
+    reload_ok(&gw, true).await;
+    eventually("the new health checks mark the dead backend", || async {
+        healthy(gw.admin_get("/backends").await.json()) == Some(false.into())
+    })
+    .await;
+    gw.stop().await;
+}
