@@ -7,6 +7,8 @@ use crate::proxy::{self, ProxyWorker};
 use actix::{Actor, Addr, Supervisor};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
+use gogate_actors::config_actor::StopHealthChecks;
+use gogate_actors::registry::RegistrySink;
 use gogate_actors::tcp::bind_listener;
 use gogate_actors::tcp::listener::{CloseSessions, GetActiveSessions, StopAccepting};
 use gogate_actors::{ConfigActor, ListenerActor, Metrics, MetricsActor, RegistryActor, Stats};
@@ -132,15 +134,16 @@ impl Gateway {
             let (m, c) = (Arc::clone(&metrics), cell.clone());
             Supervisor::start(move |_| MetricsActor::new(m, c))
         };
-        // The registry's events reach no one until the config actor handles RegistryUpsert and
-        // RegistryRemove; then pass `Some(RegistrySink::to(&config_addr))`.
+        // Registrations become registry backends through the config actor (RegistryUpsert /
+        // RegistryRemove), so they join snapshots and survive reloads.
         let registry = s.registry.enabled.then(|| {
             let (rc, gauge, rlog) = (
                 s.registry.clone(),
                 metrics.registry_services.clone(),
                 log.clone(),
             );
-            Supervisor::start(move |_| RegistryActor::new(&rc, None, gauge, &rlog))
+            let sink = RegistrySink::to(&config_addr);
+            Supervisor::start(move |_| RegistryActor::new(&rc, Some(sink), gauge, &rlog))
         });
         let listener = match tcp_sock {
             Some(sock) => {
@@ -293,6 +296,7 @@ impl Gateway {
         let started = Instant::now();
         let deadline = started + self.drain_timeout;
         self.ready.store(false, Ordering::Relaxed);
+        self.config_actor.do_send(StopHealthChecks);
         if let Some(l) = &self.listener {
             let _ = l.send(StopAccepting).await;
         }

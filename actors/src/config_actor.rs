@@ -293,3 +293,17 @@ impl Handler<GetConfigInfo> for ConfigActor {
         })
     }
 }
+
+/// Command: stop active health probing for good (shutdown: a drained gateway must not keep
+/// probing its backends while it waits for in-flight work).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopHealthChecks;
+
+impl Handler<StopHealthChecks> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopHealthChecks, _: &mut Context<Self>) {
+        self.health.do_send(crate::health::StopProbing);
+    }
+}
