@@ -153,7 +153,7 @@ impl<'de> Deserialize<'de> for LbAlgorithm {
         let text = String::deserialize(d)?;
         LbAlgorithm::parse(&text).ok_or_else(|| {
             de::Error::custom(format!(
-                "unknown load balancer {text:?}; allowed: {}",
+                "invalid loadBalancer {text:?}; allowed: {}",
                 LbAlgorithm::ALLOWED
             ))
         })

@@ -66,7 +66,10 @@ fn unknown_key_names_path_and_line() {
 #[test]
 fn unknown_load_balancer_lists_allowed() {
     let e = err_text("server:\n  backends: [{addr: \"a:1\"}]\n  loadBalancer: random\n");
-    assert!(e.contains("unknown load balancer \"random\""), "{e}");
+    assert!(
+        e.contains("server.loadBalancer: invalid loadBalancer \"random\""),
+        "{e}"
+    );
     assert!(e.contains("least_connections"), "{e}");
 }
 
