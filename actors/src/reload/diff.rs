@@ -106,9 +106,11 @@ pub fn plan_backends(
     plan
 }
 
-/// Keys whose change needs a restart: the listeners are bound at start (B3 asks for live
-/// rebinding; until that lands a reload applies everything else and names these).
-pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
+/// Keys whose change needs a restart (a reload applies everything else and names these).
+/// `live_listeners`: the data-plane listener addresses (`server.listenAddr`,
+/// `server.httpListenAddr`) are rebound live (see `reload::listeners`), so they are not named;
+/// the admin and metrics listeners and the settings the servers are built with still are.
+pub fn restart_required(old: &Config, new: &Config, live_listeners: bool) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
     let mut keys = Vec::new();
     let mut check = |changed: bool, key: &'static str| {
@@ -116,9 +118,12 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
             keys.push(key);
         }
     };
-    check(o.listen_addr != n.listen_addr, "server.listenAddr");
     check(
-        o.http_listen_addr != n.http_listen_addr,
+        !live_listeners && o.listen_addr != n.listen_addr,
+        "server.listenAddr",
+    );
+    check(
+        !live_listeners && o.http_listen_addr != n.http_listen_addr,
         "server.httpListenAddr",
     );
     check(o.tls != n.tls, "server.tls");
@@ -213,9 +218,19 @@ mod tests {
     fn listener_changes_are_named() {
         let old = cfg(BASE);
         let mut new = old.clone();
-        assert!(restart_required(&old, &new).is_empty());
+        assert!(restart_required(&old, &new, false).is_empty());
         new.server.http_listen_addr = "127.0.0.1:1234".into();
         new.server.rate_limit.enabled = true;
-        assert_eq!(restart_required(&old, &new), ["server.httpListenAddr"]);
+        assert_eq!(
+            restart_required(&old, &new, false),
+            ["server.httpListenAddr"]
+        );
+        // Rebound live: not named; the admin listener still is.
+        assert!(restart_required(&old, &new, true).is_empty());
+        new.server.admin.listen_addr = "127.0.0.1:1235".into();
+        assert_eq!(
+            restart_required(&old, &new, true),
+            ["server.admin.listenAddr"]
+        );
     }
 }

@@ -11,7 +11,9 @@
 
 pub mod apply;
 pub mod diff;
+pub mod listeners;
 pub(crate) mod retire;
 pub mod watch;
 
 pub use apply::{LastReload, Reload, ReloadError, ReloadOutcome};
+pub use listeners::{ApplyListeners, SetListenerSink};

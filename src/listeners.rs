@@ -1,0 +1,245 @@
+//! `ListenerManagerActor`: owns the data-plane listeners (the L4 `ListenerActor` and the L7
+//! actix-web server) and what is needed to start new ones, so a reload can move them live
+//! (DESIGN B3: new listeners start, old ones drain). The config actor sends it
+//! `ApplyListeners` before it swaps a snapshot whose `server.listenAddr` or
+//! `server.httpListenAddr` changed: every new socket is bound first (a bind failure changes
+//! nothing and fails the reload, naming the key and address), then the new listeners start, then
+//! the old ones stop accepting and drain in the background for up to `shutdown.drainTimeout`
+//! (in-flight requests and sessions finish; what remains at the deadline is cut). The shutdown
+//! takes the current listeners from it (`TakeListeners`) and drains them.
+//!
+//! The servers are built with the settings the process started with (`limits`, idle timeout,
+//! workers): changing those still needs a restart, as `restart_required` says.
+
+use crate::proxy::{self, ProxyWorker};
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use gogate_actors::reload::ApplyListeners;
+use gogate_actors::snapshot::SnapshotCell;
+use gogate_actors::tcp::bind_listener;
+use gogate_actors::tcp::listener::{CloseSessions, GetActiveSessions, StopAccepting};
+use gogate_actors::{ListenerActor, Metrics, Stats};
+use gogate_config::parse_listen_addr;
+use prometheus::IntGauge;
+use slog::{info, Logger};
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Binds the listener of config key `key` at `text`; the error names both.
+pub fn bind(key: &str, text: &str) -> Result<TcpListener, String> {
+    let addr = parse_listen_addr(text).map_err(|e| format!("{key}: {e}"))?;
+    bind_listener(addr).map_err(|e| format!("cannot bind {key} ({addr}): {e}"))
+}
+
+/// What starting a data-plane listener needs (fixed at start).
+#[derive(Clone)]
+pub struct ProxyParts {
+    pub cell: SnapshotCell,
+    pub stats: Arc<Stats>,
+    pub metrics: Arc<Metrics>,
+    pub log: Logger,
+    pub workers: usize,
+    pub max_connections: u32,
+    pub header_timeout: Duration,
+    pub idle: Duration,
+    /// The L7 server's graceful-stop timeout (rounded up to whole seconds).
+    pub drain_timeout: Duration,
+}
+
+/// Counts an L7 client connection while it is open (dropped with the connection's extensions).
+struct ConnSlot {
+    stats: Arc<Stats>,
+    gauge: IntGauge,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.stats
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+/// Starts the L4 listener on a bound socket.
+pub fn start_tcp(sock: TcpListener, p: &ProxyParts) -> Result<Addr<ListenerActor>, String> {
+    let actor = ListenerActor::new(
+        sock,
+        p.cell.clone(),
+        &p.metrics,
+        Arc::clone(&p.stats),
+        p.workers,
+        &p.log,
+    )
+    .map_err(|e| format!("server.listenAddr: {e}"))?;
+    Ok(actor.start())
+}
+
+/// Starts the L7 proxy server on a bound socket.
+pub fn start_http(sock: TcpListener, p: &ProxyParts) -> Result<ServerHandle, String> {
+    let (cell, stats, plog) = (
+        p.cell.clone(),
+        Arc::clone(&p.stats),
+        p.log.new(slog::o!("listener" => "http")),
+    );
+    let conn_stats = Arc::clone(&p.stats);
+    let conn_total = p.metrics.connections_total.with_label_values(&["http"]);
+    let conn_active = p.metrics.connections_active.with_label_values(&["http"]);
+    let per_worker = (p.max_connections as usize).div_ceil(p.workers).max(1);
+    let server = HttpServer::new(move || {
+        // Built once per worker thread: the awc clients inside are per worker.
+        let w = ProxyWorker::new(cell.clone(), Arc::clone(&stats), plog.clone());
+        App::new()
+            .app_data(web::Data::new(w))
+            .default_service(web::to(proxy::handle))
+    })
+    .on_connect(move |_, ext| {
+        conn_total.inc();
+        conn_active.inc();
+        conn_stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        conn_stats
+            .connections_active
+            .fetch_add(1, Ordering::Relaxed);
+        ext.insert(ConnSlot {
+            stats: Arc::clone(&conn_stats),
+            gauge: conn_active.clone(),
+        });
+    })
+    .workers(p.workers)
+    .disable_signals()
+    // Whole seconds only: round up, so actix never cuts before the drain deadline.
+    .shutdown_timeout(p.drain_timeout.as_millis().div_ceil(1000).max(1) as u64)
+    .client_request_timeout(p.header_timeout)
+    .keep_alive(p.idle)
+    .max_connections(per_worker)
+    .backlog(4096)
+    .listen(sock)
+    .map_err(|e| format!("server.httpListenAddr: {e}"))?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(handle)
+}
+
+/// Waits for the L4 sessions to end on their own until `deadline`, then cuts the rest; returns
+/// how many were cut.
+pub async fn drain_sessions(l: &Addr<ListenerActor>, deadline: Instant) -> usize {
+    loop {
+        let active = l.send(GetActiveSessions).await.unwrap_or(0);
+        if active == 0 {
+            return 0;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cut = l.send(CloseSessions).await.unwrap_or(0);
+    // The sessions end on their own arbiters; give them a moment so their sockets are closed
+    // (and counted out) before the caller reports completion.
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle && l.send(GetActiveSessions).await.unwrap_or(0) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cut
+}
+
+/// The current data-plane listeners.
+pub struct Current {
+    pub tcp: Option<Addr<ListenerActor>>,
+    pub http: Option<ServerHandle>,
+}
+
+pub struct ListenerManagerActor {
+    parts: ProxyParts,
+    current: Current,
+    /// Set by `TakeListeners` (shutdown): later moves are refused.
+    closed: bool,
+    log: Logger,
+}
+
+impl ListenerManagerActor {
+    pub fn new(parts: ProxyParts, current: Current) -> Self {
+        let log = parts.log.new(slog::o!("component" => "listeners"));
+        ListenerManagerActor {
+            parts,
+            current,
+            closed: false,
+            log,
+        }
+    }
+}
+
+impl Actor for ListenerManagerActor {
+    type Context = Context<Self>;
+}
+
+/// Binds `Some(addr)` changes (`Some(None)` = disable); nothing is started here.
+fn bind_change(key: &str, change: &Option<String>) -> Result<Option<Option<TcpListener>>, String> {
+    match change.as_deref() {
+        None => Ok(None),
+        Some("") => Ok(Some(None)),
+        Some(addr) => bind(key, addr).map(|s| Some(Some(s))),
+    }
+}
+
+impl Handler<ApplyListeners> for ListenerManagerActor {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: ApplyListeners, _: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Err("the gateway is shutting down: listeners cannot move".into());
+        }
+        // 1. Bind every new socket; any failure drops those bound and changes nothing.
+        let tcp = bind_change("server.listenAddr", &msg.tcp)?;
+        let http = bind_change("server.httpListenAddr", &msg.http)?;
+        // 2. Start the new listeners, 3. retire the old ones.
+        let deadline = Instant::now() + msg.drain;
+        if let Some(sock) = tcp {
+            let new = sock.map(|s| start_tcp(s, &self.parts)).transpose()?;
+            if let Some(old) = std::mem::replace(&mut self.current.tcp, new) {
+                old.do_send(StopAccepting);
+                let log = self.log.clone();
+                actix_rt::spawn(async move {
+                    let cut = drain_sessions(&old, deadline).await;
+                    info!(log, "old tcp listener drained"; "sessions_cut" => cut);
+                    // Dropping the last address stops the actor and its worker arbiters.
+                });
+            }
+        }
+        if let Some(sock) = http {
+            let new = sock.map(|s| start_http(s, &self.parts)).transpose()?;
+            if let Some(old) = std::mem::replace(&mut self.current.http, new) {
+                let log = self.log.clone();
+                // Graceful: stops accepting at once, lets requests in progress finish.
+                actix_rt::spawn(async move {
+                    old.stop(true).await;
+                    info!(log, "old http listener drained");
+                });
+            }
+        }
+        info!(self.log, "listeners moved"; "tcp" => msg.tcp.as_deref(),
+              "http" => msg.http.as_deref());
+        Ok(())
+    }
+}
+
+/// Query for the shutdown: the current listeners; from then on reloads cannot move them.
+#[derive(Message)]
+#[rtype(result = "Current")]
+pub struct TakeListeners;
+
+impl Handler<TakeListeners> for ListenerManagerActor {
+    type Result = MessageResult<TakeListeners>;
+
+    fn handle(&mut self, _: TakeListeners, _: &mut Context<Self>) -> Self::Result {
+        self.closed = true;
+        MessageResult(Current {
+            tcp: self.current.tcp.clone(),
+            http: self.current.http.clone(),
+        })
+    }
+}
