@@ -196,10 +196,26 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
         // 1. Bind every new socket; any failure drops those bound and changes nothing.
         let tcp = bind_change("server.listenAddr", &msg.tcp)?;
         let http = bind_change("server.httpListenAddr", &msg.http)?;
-        // 2. Start the new listeners, 3. retire the old ones.
+        // 2. Start the new listeners (a failure stops those started: nothing changes).
+        let new_tcp = match tcp {
+            Some(sock) => Some(sock.map(|s| start_tcp(s, &self.parts)).transpose()?),
+            None => None,
+        };
+        let new_http = match http {
+            Some(sock) => match sock.map(|s| start_http(s, &self.parts)).transpose() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    if let Some(Some(t)) = &new_tcp {
+                        t.do_send(StopAccepting);
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        // 3. Retire the old ones: they stop accepting and drain in the background.
         let deadline = Instant::now() + msg.drain;
-        if let Some(sock) = tcp {
-            let new = sock.map(|s| start_tcp(s, &self.parts)).transpose()?;
+        if let Some(new) = new_tcp {
             if let Some(old) = std::mem::replace(&mut self.current.tcp, new) {
                 old.do_send(StopAccepting);
                 let log = self.log.clone();
@@ -210,8 +226,7 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
                 });
             }
         }
-        if let Some(sock) = http {
-            let new = sock.map(|s| start_http(s, &self.parts)).transpose()?;
+        if let Some(new) = new_http {
             if let Some(old) = std::mem::replace(&mut self.current.http, new) {
                 let log = self.log.clone();
                 // Graceful: stops accepting at once, lets requests in progress finish.
