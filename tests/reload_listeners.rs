@@ -102,7 +102,10 @@ async fn l7_move_serves_on_the_new_port_and_drains_the_old_one() {
         new.as_str(),
         "{info}"
     );
+    // The shutdown drains the listener current now, the moved one.
     gw.stop().await;
+    let new: SocketAddr = new.parse().expect("socket address");
+    assert!(refused(new).await, "the moved listener closes on shutdown");
 }
 
 #[actix_rt::test]
