@@ -1,15 +1,16 @@
 //! Wiring: binds every listener first (so a busy port fails the start with a clear message
 //! before anything runs), starts the supervised actors, the data-plane listeners (owned by the
 //! `listeners::ListenerManagerActor`, which moves them on reload), then the actix-web servers
-//! for the admin API and the metrics endpoint. Must run inside an actix system.
+//! for the admin API and the metrics endpoint (owned by it too). Must run inside an actix
+//! system.
 
 use crate::admin::{self, AdminState};
 use crate::listeners::{
-    self, drain_sessions, Current, ListenerManagerActor, ProxyParts, TakeListeners,
+    self, drain_sessions, ControlServer, Current, ListenerManagerActor, ProxyParts, TakeListeners,
+    Taken,
 };
 use actix::{Actor, Addr, Supervisor};
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use gogate_actors::config_actor::StopHealthChecks;
 use gogate_actors::registry::RegistrySink;
 use gogate_actors::reload::SetListenerSink;
@@ -49,15 +50,14 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// A running gateway and the addresses it actually bound at start (ports may have been 0). A
-/// reload may move the L4 and L7 listeners (`ListenerManagerActor`); these fields keep the
-/// addresses bound at start, and the new ones are those of the reloaded file.
+/// reload may move the listeners (`ListenerManagerActor`); these fields keep the addresses
+/// bound at start, and the new ones are those of the reloaded file (`GET /config`).
 pub struct Gateway {
     pub http_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
-    control_servers: Vec<ServerHandle>,
-    /// Owns the current L4 and L7 listeners (they move on reload).
+    /// Owns the current listeners (they move on reload).
     listeners: Addr<ListenerManagerActor>,
     config_actor: Addr<ConfigActor>,
     ready: Arc<AtomicBool>,
@@ -149,22 +149,14 @@ impl Gateway {
             idle: s.timeouts.idle.get(),
             drain_timeout,
         };
-        let current = Current {
-            tcp: tcp_sock
-                .map(|sock| listeners::start_tcp(sock, &parts))
-                .transpose()
-                .map_err(StartError)?,
-            http: http_sock
-                .map(|sock| listeners::start_http(sock, &parts))
-                .transpose()
-                .map_err(StartError)?,
-        };
-        let listeners = ListenerManagerActor::new(parts, current).start();
-        // Awaited, so no reload can run before the config actor knows where to move listeners.
-        config_addr
-            .send(SetListenerSink(listeners.clone().recipient()))
-            .await
-            .map_err(|e| StartError(format!("configuration actor unavailable: {e}")))?;
+        let tcp = tcp_sock
+            .map(|sock| listeners::start_tcp(sock, &parts))
+            .transpose()
+            .map_err(StartError)?;
+        let http = http_sock
+            .map(|sock| listeners::start_http(sock, &parts))
+            .transpose()
+            .map_err(StartError)?;
 
         // 4. Admin and metrics.
         let ready = Arc::new(AtomicBool::new(false));
@@ -181,34 +173,43 @@ impl Gateway {
             token,
             started: Instant::now(),
         };
-        let mut control_servers = Vec::new();
         let metrics_path = s.metrics.path.clone();
-        if let Some(sock) = admin_sock {
-            let st = admin_state.clone();
-            let path = metrics_shared.then(|| metrics_path.clone());
-            control_servers.push(control_server(
-                sock,
-                "server.admin.listenAddr",
-                move |cfg| {
+        let admin = admin_sock
+            .map(|sock| {
+                let st = admin_state.clone();
+                let path = metrics_shared.then(|| metrics_path.clone());
+                ControlServer::start(sock, "server.admin.listenAddr", move |cfg| {
                     cfg.app_data(web::Data::new(st.clone()));
                     admin::configure(cfg, &st);
                     if let Some(p) = &path {
                         admin::configure_metrics(cfg, p);
                     }
-                },
-            )?);
-        }
-        if let Some(sock) = metrics_sock {
-            let st = admin_state.clone();
-            control_servers.push(control_server(
-                sock,
-                "server.metrics.listenAddr",
-                move |cfg| {
+                })
+            })
+            .transpose()
+            .map_err(StartError)?;
+        let metrics = metrics_sock
+            .map(|sock| {
+                let st = admin_state.clone();
+                ControlServer::start(sock, "server.metrics.listenAddr", move |cfg| {
                     cfg.app_data(web::Data::new(st.clone()));
                     admin::configure_metrics(cfg, &metrics_path);
-                },
-            )?);
-        }
+                })
+            })
+            .transpose()
+            .map_err(StartError)?;
+        let current = Current {
+            tcp,
+            http,
+            admin,
+            metrics,
+        };
+        let listeners = ListenerManagerActor::new(parts, current).start();
+        // Awaited, so no reload triggered after the start can miss the listener manager.
+        config_addr
+            .send(SetListenerSink(listeners.clone().recipient()))
+            .await
+            .map_err(|e| StartError(format!("configuration actor unavailable: {e}")))?;
 
         ready.store(true, Ordering::Relaxed);
         let show = |a: Option<SocketAddr>| {
@@ -223,7 +224,6 @@ impl Gateway {
             tcp_addr,
             admin_addr,
             metrics_addr,
-            control_servers,
             listeners,
             config_actor: config_addr,
             ready,
@@ -251,9 +251,10 @@ impl Gateway {
         self.config_actor.do_send(StopHealthChecks);
         // The listeners current now (a reload may have moved them); reloads cannot move them
         // any more. Listeners retired by a reload drain on their own.
-        let current = self.listeners.send(TakeListeners).await.unwrap_or(Current {
+        let current = self.listeners.send(TakeListeners).await.unwrap_or(Taken {
             tcp: None,
             http: None,
+            control: Vec::new(),
         });
         if let Some(l) = &current.tcp {
             let _ = l.send(StopAccepting).await;
@@ -315,7 +316,7 @@ impl Gateway {
             warn!(self.log, "shutdown: drain timeout reached, closed what remained";
                   "l7_connections" => l7_cut, "l4_sessions" => l4_cut);
         }
-        for h in &self.control_servers {
+        for h in &current.control {
             h.stop(false).await;
         }
         info!(self.log, "shutdown complete";
@@ -326,26 +327,3 @@ impl Gateway {
 
 /// How often the shutdown looks at what is still open.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
-
-fn control_server<F>(
-    sock: std::net::TcpListener,
-    key: &str,
-    routes: F,
-) -> Result<ServerHandle, StartError>
-where
-    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
-{
-    let server = HttpServer::new(move || App::new().configure(routes.clone()))
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .client_request_timeout(Duration::from_secs(5))
-        .keep_alive(Duration::from_secs(30))
-        .max_connections(256)
-        .listen(sock)
-        .map_err(|e| StartError(format!("{key}: {e}")))?
-        .run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    Ok(handle)
-}

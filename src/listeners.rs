@@ -147,10 +147,55 @@ pub async fn drain_sessions(l: &Addr<ListenerActor>, deadline: Instant) -> usize
     cut
 }
 
-/// The current data-plane listeners.
+/// Starts an admin or metrics server (one worker) on a bound socket.
+pub type ControlStart = Box<dyn Fn(TcpListener) -> Result<ServerHandle, String>>;
+
+/// A running admin or metrics server and how to start it again elsewhere.
+pub struct ControlServer {
+    pub handle: ServerHandle,
+    start: ControlStart,
+}
+
+impl ControlServer {
+    /// Starts the server of config key `key` serving `routes` on `sock`.
+    pub fn start<F>(sock: TcpListener, key: &'static str, routes: F) -> Result<Self, String>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        let start: ControlStart = Box::new(move |sock| {
+            let routes = routes.clone();
+            let server = HttpServer::new(move || App::new().configure(routes.clone()))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .client_request_timeout(Duration::from_secs(5))
+                .keep_alive(Duration::from_secs(30))
+                .max_connections(256)
+                .listen(sock)
+                .map_err(|e| format!("{key}: {e}"))?
+                .run();
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            Ok(handle)
+        });
+        let handle = start(sock)?;
+        Ok(ControlServer { handle, start })
+    }
+}
+
+/// The current listeners. With admin and metrics on one listener, it is `admin`.
 pub struct Current {
     pub tcp: Option<Addr<ListenerActor>>,
     pub http: Option<ServerHandle>,
+    pub admin: Option<ControlServer>,
+    pub metrics: Option<ControlServer>,
+}
+
+/// What the shutdown drains: the listeners current when it asked.
+pub struct Taken {
+    pub tcp: Option<Addr<ListenerActor>>,
+    pub http: Option<ServerHandle>,
+    pub control: Vec<ServerHandle>,
 }
 
 pub struct ListenerManagerActor {
@@ -186,6 +231,29 @@ fn bind_change(key: &str, change: &Option<String>) -> Result<Option<Option<TcpLi
     }
 }
 
+/// Binds the new socket of a running admin or metrics listener asked to move.
+fn bind_control(
+    key: &str,
+    current: &Option<ControlServer>,
+    change: &Option<String>,
+) -> Result<Option<TcpListener>, String> {
+    match (current, change.as_deref()) {
+        (Some(_), Some(addr)) if !addr.is_empty() => bind(key, addr).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Starts the moved admin or metrics server on its new socket.
+fn start_control(
+    current: &Option<ControlServer>,
+    sock: Option<TcpListener>,
+) -> Result<Option<ServerHandle>, String> {
+    match (current, sock) {
+        (Some(server), Some(sock)) => (server.start)(sock).map(Some),
+        _ => Ok(None),
+    }
+}
+
 impl Handler<ApplyListeners> for ListenerManagerActor {
     type Result = Result<(), String>;
 
@@ -196,22 +264,35 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
         // 1. Bind every new socket; any failure drops those bound and changes nothing.
         let tcp = bind_change("server.listenAddr", &msg.tcp)?;
         let http = bind_change("server.httpListenAddr", &msg.http)?;
+        // Admin and metrics move only when they run (enabling them needs a restart).
+        let admin = bind_control("server.admin.listenAddr", &self.current.admin, &msg.admin)?;
+        let metrics = bind_control(
+            "server.metrics.listenAddr",
+            &self.current.metrics,
+            &msg.metrics,
+        )?;
         // 2. Start the new listeners (a failure stops those started: nothing changes).
         let new_tcp = match tcp {
             Some(sock) => Some(sock.map(|s| start_tcp(s, &self.parts)).transpose()?),
             None => None,
         };
-        let new_http = match http {
-            Some(sock) => match sock.map(|s| start_http(s, &self.parts)).transpose() {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    if let Some(Some(t)) = &new_tcp {
-                        t.do_send(StopAccepting);
-                    }
-                    return Err(e);
+        let started = (|| {
+            let http = http
+                .map(|sock| sock.map(|s| start_http(s, &self.parts)).transpose())
+                .transpose()?;
+            let admin = start_control(&self.current.admin, admin)?;
+            let metrics = start_control(&self.current.metrics, metrics)?;
+            Ok::<_, String>((http, admin, metrics))
+        })();
+        let (new_http, new_admin, new_metrics) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                // Rare (the sockets are bound): stop what did start, change nothing.
+                if let Some(Some(t)) = &new_tcp {
+                    t.do_send(StopAccepting);
                 }
-            },
-            None => None,
+                return Err(e);
+            }
         };
         // 3. Retire the old ones: they stop accepting and drain in the background.
         let deadline = Instant::now() + msg.drain;
@@ -236,15 +317,26 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
                 });
             }
         }
+        for (new, slot) in [
+            (new_admin, &mut self.current.admin),
+            (new_metrics, &mut self.current.metrics),
+        ] {
+            if let (Some(handle), Some(server)) = (new, slot.as_mut()) {
+                let old = std::mem::replace(&mut server.handle, handle);
+                // The request that asked for this reload may be in flight on it: graceful.
+                actix_rt::spawn(async move { old.stop(true).await });
+            }
+        }
         info!(self.log, "listeners moved"; "tcp" => msg.tcp.as_deref(),
-              "http" => msg.http.as_deref());
+              "http" => msg.http.as_deref(), "admin" => msg.admin.as_deref(),
+              "metrics" => msg.metrics.as_deref());
         Ok(())
     }
 }
 
 /// Query for the shutdown: the current listeners; from then on reloads cannot move them.
 #[derive(Message)]
-#[rtype(result = "Current")]
+#[rtype(result = "Taken")]
 pub struct TakeListeners;
 
 impl Handler<TakeListeners> for ListenerManagerActor {
@@ -252,9 +344,14 @@ impl Handler<TakeListeners> for ListenerManagerActor {
 
     fn handle(&mut self, _: TakeListeners, _: &mut Context<Self>) -> Self::Result {
         self.closed = true;
-        MessageResult(Current {
+        let control = [&self.current.admin, &self.current.metrics];
+        MessageResult(Taken {
             tcp: self.current.tcp.clone(),
             http: self.current.http.clone(),
+            control: control
+                .iter()
+                .filter_map(|c| c.as_ref().map(|c| c.handle.clone()))
+                .collect(),
         })
     }
 }

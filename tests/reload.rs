@@ -319,12 +319,13 @@ async fn generation_increases_only_when_content_changes() {
 }
 
 #[actix_rt::test]
-async fn admin_listener_changes_are_reported_not_ignored() {
+async fn shared_admin_listener_changes_are_reported_not_ignored() {
     let a = Upstream::new("a").start().await;
     let dir = TempDir::new();
     let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
     assert_eq!(gw.get("/").await.status, 200);
-    // The data-plane listeners move live (tests/reload_listeners.rs); the admin one does not.
+    // Listeners move live (tests/reload_listeners.rs), but not admin and metrics sharing one
+    // (as they do here: both pinned to 127.0.0.1:0).
     let moved = with_server(
         &yaml(&[&a.addr_str()], "", ""),
         &[("admin.listenAddr", "127.0.0.1:1")],

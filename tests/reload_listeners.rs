@@ -6,6 +6,7 @@ mod common;
 use common::config_file::*;
 use common::*;
 
+use gogate_actors::reload::Reload;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -179,4 +180,45 @@ async fn a_busy_port_fails_the_reload_and_changes_nothing() {
     assert_eq!(info["last_reload"]["result"], "failure", "{info}");
     drop(busy);
     gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn admin_and_metrics_listeners_move_when_separate() {
+    let a = Upstream::new("a").start().await;
+    let dir = TempDir::new();
+    let yaml = backends_yaml(&[&a.addr_str()], "");
+    let path = dir.path("gogate.yaml");
+    let first = with_server(&yaml, &[("metrics.listenAddr", &dead_addr())]);
+    write_raw(&path, &first);
+    let gw = gateway_from_file(&path).await;
+    assert_ne!(gw.admin, gw.metrics, "separate listeners");
+
+    let (admin, metrics) = (dead_addr(), dead_addr());
+    let moved = with_server(
+        &yaml,
+        &[
+            ("admin.listenAddr", &admin),
+            ("metrics.listenAddr", &metrics),
+        ],
+    );
+    write_raw(&path, &moved);
+    // Through the config actor: the watcher may move the admin listener before a POST /reload
+    // sent to the old one would arrive.
+    let handle = gw.gw.as_ref().expect("running").reload_handle();
+    let outcome = handle
+        .send(Reload { trigger: "test" })
+        .await
+        .expect("config actor alive")
+        .expect("reload succeeds");
+    assert!(outcome.restart_required.is_empty(), "{outcome:?}");
+    assert_eq!(get(&admin, "/health").await.status, 200);
+    assert_eq!(get(&metrics, "/metrics").await.status, 200);
+    eventually("the old admin port refuses", || refused(gw.admin)).await;
+    eventually("the old metrics port refuses", || refused(gw.metrics)).await;
+    gw.stop().await;
+    let admin: SocketAddr = admin.parse().expect("socket address");
+    assert!(
+        refused(admin).await,
+        "the moved admin listener closes on shutdown"
+    );
 }

@@ -161,15 +161,15 @@ impl ConfigActor {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(self.fail(e.to_string(), trigger)))),
         };
-        let rebind = self
-            .listener_sink
-            .clone()
-            .and_then(|sink| ApplyListeners::between(&self.config, &new).map(|msg| (sink, msg)));
+        let rebind = self.listener_sink.clone().and_then(|sink| {
+            ApplyListeners::between(&self.boot, &self.config, &new).map(|msg| (sink, msg))
+        });
         let Some((sink, msg)) = rebind else {
             return Box::pin(fut::ready(Ok(self.commit(new, trigger))));
         };
         info!(self.log, "reload moves listeners"; "tcp" => msg.tcp.as_deref(),
-              "http" => msg.http.as_deref(), "trigger" => trigger);
+              "http" => msg.http.as_deref(), "admin" => msg.admin.as_deref(),
+              "metrics" => msg.metrics.as_deref(), "trigger" => trigger);
         Box::pin(
             async move { sink.send(msg).await }.into_actor(self).map(
                 move |res, act, _| match res {

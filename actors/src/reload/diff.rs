@@ -7,6 +7,7 @@
 
 use crate::backend::state::Source;
 use crate::build::backend_id;
+use crate::reload::listeners::control_shared;
 use gogate_config::{Config, DEFAULT_UPSTREAM};
 use std::collections::BTreeMap;
 
@@ -107,11 +108,12 @@ pub fn plan_backends(
 }
 
 /// Keys whose change needs a restart (a reload applies everything else and names these).
-/// `live_listeners`: the data-plane listener addresses (`server.listenAddr`,
-/// `server.httpListenAddr`) are rebound live (see `reload::listeners`), so they are not named;
-/// the admin and metrics listeners and the settings the servers are built with still are.
+/// `live_listeners`: listener addresses are moved live (see `reload::listeners`), so they are
+/// not named, except the admin and metrics ones when they shared a listener at start; the
+/// settings the servers are built with still are.
 pub fn restart_required(old: &Config, new: &Config, live_listeners: bool) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
+    let live_control = live_listeners && !control_shared(old);
     let mut keys = Vec::new();
     let mut check = |changed: bool, key: &'static str| {
         if changed {
@@ -128,12 +130,16 @@ pub fn restart_required(old: &Config, new: &Config, live_listeners: bool) -> Vec
     );
     check(o.tls != n.tls, "server.tls");
     check(
-        o.admin.listen_addr != n.admin.listen_addr,
+        !live_control && o.admin.listen_addr != n.admin.listen_addr,
         "server.admin.listenAddr",
     );
     check(o.admin.enabled != n.admin.enabled, "server.admin.enabled");
     check(o.admin.token != n.admin.token, "server.admin.token");
-    check(o.metrics != n.metrics, "server.metrics");
+    let mut metrics = n.metrics.clone();
+    if live_control {
+        metrics.listen_addr = o.metrics.listen_addr.clone();
+    }
+    check(o.metrics != metrics, "server.metrics");
     check(
         o.limits.max_connections != n.limits.max_connections,
         "server.limits.maxConnections",
@@ -225,12 +231,16 @@ mod tests {
             restart_required(&old, &new, false),
             ["server.httpListenAddr"]
         );
-        // Rebound live: not named; the admin listener still is.
-        assert!(restart_required(&old, &new, true).is_empty());
+        // Moved live: not named, unless admin and metrics shared a listener at start.
         new.server.admin.listen_addr = "127.0.0.1:1235".into();
+        assert!(restart_required(&old, &new, true).is_empty());
+        let mut shared = old.clone();
+        shared.server.admin.enabled = true;
+        shared.server.metrics.enabled = true;
+        shared.server.metrics.listen_addr = shared.server.admin.listen_addr.clone();
         assert_eq!(
-            restart_required(&old, &new, true),
-            ["server.admin.listenAddr"]
+            restart_required(&shared, &new, true),
+            ["server.admin.listenAddr", "server.metrics"]
         );
     }
 }
