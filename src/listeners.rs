@@ -254,6 +254,22 @@ fn start_control(
     }
 }
 
+/// A listener failed to start (rare: its socket is bound): stops those this move started, so
+/// nothing changes, and returns the error.
+fn abort(
+    error: String,
+    tcp: &Option<Option<Addr<ListenerActor>>>,
+    servers: Vec<Option<ServerHandle>>,
+) -> String {
+    if let Some(Some(t)) = tcp {
+        t.do_send(StopAccepting);
+    }
+    for h in servers.into_iter().flatten() {
+        actix_rt::spawn(async move { h.stop(false).await });
+    }
+    error
+}
+
 impl Handler<ApplyListeners> for ListenerManagerActor {
     type Result = Result<(), String>;
 
@@ -276,22 +292,22 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
             Some(sock) => Some(sock.map(|s| start_tcp(s, &self.parts)).transpose()?),
             None => None,
         };
-        let started = (|| {
-            let http = http
-                .map(|sock| sock.map(|s| start_http(s, &self.parts)).transpose())
-                .transpose()?;
-            let admin = start_control(&self.current.admin, admin)?;
-            let metrics = start_control(&self.current.metrics, metrics)?;
-            Ok::<_, String>((http, admin, metrics))
-        })();
-        let (new_http, new_admin, new_metrics) = match started {
-            Ok(x) => x,
+        let new_http = match http
+            .map(|sock| sock.map(|s| start_http(s, &self.parts)).transpose())
+            .transpose()
+        {
+            Ok(h) => h,
+            Err(e) => return Err(abort(e, &new_tcp, Vec::new())),
+        };
+        let new_admin = match start_control(&self.current.admin, admin) {
+            Ok(h) => h,
+            Err(e) => return Err(abort(e, &new_tcp, vec![new_http.clone().flatten()])),
+        };
+        let new_metrics = match start_control(&self.current.metrics, metrics) {
+            Ok(h) => h,
             Err(e) => {
-                // Rare (the sockets are bound): stop what did start, change nothing.
-                if let Some(Some(t)) = &new_tcp {
-                    t.do_send(StopAccepting);
-                }
-                return Err(e);
+                let started = vec![new_http.clone().flatten(), new_admin.clone()];
+                return Err(abort(e, &new_tcp, started));
             }
         };
         // 3. Retire the old ones: they stop accepting and drain in the background.
