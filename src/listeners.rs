@@ -75,7 +75,9 @@ pub fn start_tcp(sock: TcpListener, p: &ProxyParts) -> Result<Addr<ListenerActor
         &p.log,
     )
     .map_err(|e| format!("server.listenAddr: {e}"))?;
-    Ok(actor.start())
+    Ok(actor
+        .with_max_connections(p.max_connections as usize)
+        .start())
 }
 
 /// Starts the L7 proxy server on a bound socket.
