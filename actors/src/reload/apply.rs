@@ -1,7 +1,8 @@
 //! The config actor's reload pipeline: read the file (off the actor, with `tokio::fs`), parse and
-//! validate it, diff it against the running configuration, bring the backends to the new set
-//! (kept ones keep their state, removed ones drain), rebuild and swap the snapshot. An error at
-//! any step keeps the old configuration serving and is recorded for `GET /config`.
+//! validate it, have the listener manager move changed listeners (`reload::listeners`; a bind
+//! failure fails the reload), diff it against the running configuration, bring the backends to
+//! the new set (kept ones keep their state, removed ones drain), rebuild and swap the snapshot. An
+//! error at any step keeps the old configuration serving and is recorded for `GET /config`.
 
 use crate::build::build_snapshot;
 use crate::config_actor::{start_backend, ConfigActor, FileChanged};
