@@ -1,18 +1,22 @@
 //! Wiring: binds every listener first (so a busy port fails the start with a clear message
-//! before anything runs), starts the supervised actors, then the actix-web servers for the L7
-//! proxy, the admin API and the metrics endpoint. Must run inside an actix system.
+//! before anything runs), starts the supervised actors, the data-plane listeners (owned by the
+//! `listeners::ListenerManagerActor`, which moves them on reload), then the actix-web servers
+//! for the admin API and the metrics endpoint (owned by it too). Must run inside an actix
+//! system.
 
 use crate::admin::{self, AdminState};
-use crate::proxy::{self, ProxyWorker};
+use crate::listeners::{
+    self, drain_sessions, ControlServer, Current, ListenerManagerActor, ProxyParts, TakeListeners,
+    Taken,
+};
 use actix::{Actor, Addr, Supervisor};
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use gogate_actors::config_actor::StopHealthChecks;
 use gogate_actors::registry::RegistrySink;
-use gogate_actors::tcp::bind_listener;
-use gogate_actors::tcp::listener::{CloseSessions, GetActiveSessions, StopAccepting};
-use gogate_actors::{ConfigActor, ListenerActor, Metrics, MetricsActor, RegistryActor, Stats};
-use gogate_config::{parse_listen_addr, Config};
+use gogate_actors::reload::SetListenerSink;
+use gogate_actors::tcp::listener::{GetActiveSessions, StopAccepting};
+use gogate_actors::{ConfigActor, Metrics, MetricsActor, RegistryActor, Stats};
+use gogate_config::Config;
 use prometheus::IntGauge;
 use slog::{info, warn, Logger};
 use std::fmt;
@@ -45,15 +49,16 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A running gateway and the addresses it actually bound (ports may have been 0).
+/// A running gateway and the addresses it actually bound at start (ports may have been 0). A
+/// reload may move the listeners (`ListenerManagerActor`); these fields keep the addresses
+/// bound at start, and the new ones are those of the reloaded file (`GET /config`).
 pub struct Gateway {
     pub http_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
-    proxy_server: Option<ServerHandle>,
-    control_servers: Vec<ServerHandle>,
-    listener: Option<Addr<ListenerActor>>,
+    /// Owns the current listeners (they move on reload).
+    listeners: Addr<ListenerManagerActor>,
     config_actor: Addr<ConfigActor>,
     ready: Arc<AtomicBool>,
     /// Open L7 client connections (for the shutdown logs).
@@ -63,8 +68,7 @@ pub struct Gateway {
 }
 
 fn bind(key: &str, text: &str) -> Result<std::net::TcpListener, StartError> {
-    let addr = parse_listen_addr(text).map_err(|e| StartError(format!("{key}: {e}")))?;
-    bind_listener(addr).map_err(|e| StartError(format!("cannot bind {key} ({addr}): {e}")))
+    listeners::bind(key, text).map_err(StartError)
 }
 
 /// Worker count from the CPU affinity (so `taskset -c 0` gives one worker).
@@ -72,21 +76,6 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-}
-
-/// Counts an L7 client connection while it is open (dropped with the connection's extensions).
-struct ConnSlot {
-    stats: Arc<Stats>,
-    gauge: IntGauge,
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.stats
-            .connections_active
-            .fetch_sub(1, Ordering::Relaxed);
-        self.gauge.dec();
-    }
 }
 
 impl Gateway {
@@ -145,73 +134,29 @@ impl Gateway {
             let sink = RegistrySink::to(&config_addr);
             Supervisor::start(move |_| RegistryActor::new(&rc, Some(sink), gauge, &rlog))
         });
-        let listener = match tcp_sock {
-            Some(sock) => {
-                let actor = ListenerActor::new(
-                    sock,
-                    cell.clone(),
-                    &metrics,
-                    Arc::clone(&stats),
-                    workers,
-                    &log,
-                )
-                .map_err(|e| StartError(format!("server.listenAddr: {e}")))?;
-                Some(actor.start())
-            }
-            None => None,
-        };
-
-        // 3. L7 proxy.
+        // 3. The data-plane listeners, owned by the manager that moves them on reload.
         let limits = &s.limits;
         let drain_timeout = s.shutdown.drain_timeout.get();
         let http_active = metrics.connections_active.with_label_values(&["http"]);
-        let proxy_server = match http_sock {
-            Some(sock) => {
-                let (cell, stats, plog) = (
-                    cell.clone(),
-                    Arc::clone(&stats),
-                    log.new(slog::o!("listener" => "http")),
-                );
-                let conn_stats = Arc::clone(&stats);
-                let conn_total = metrics.connections_total.with_label_values(&["http"]);
-                let conn_active = http_active.clone();
-                let per_worker = (limits.max_connections as usize).div_ceil(workers).max(1);
-                let server = HttpServer::new(move || {
-                    // Built once per worker thread: the awc clients inside are per worker.
-                    let w = ProxyWorker::new(cell.clone(), Arc::clone(&stats), plog.clone());
-                    App::new()
-                        .app_data(web::Data::new(w))
-                        .default_service(web::to(proxy::handle))
-                })
-                .on_connect(move |_, ext| {
-                    conn_total.inc();
-                    conn_active.inc();
-                    conn_stats.connections_total.fetch_add(1, Ordering::Relaxed);
-                    conn_stats
-                        .connections_active
-                        .fetch_add(1, Ordering::Relaxed);
-                    ext.insert(ConnSlot {
-                        stats: Arc::clone(&conn_stats),
-                        gauge: conn_active.clone(),
-                    });
-                })
-                .workers(workers)
-                .disable_signals()
-                // Whole seconds only: round up, so actix never cuts before the drain deadline.
-                .shutdown_timeout(drain_timeout.as_millis().div_ceil(1000).max(1) as u64)
-                .client_request_timeout(limits.header_timeout.get())
-                .keep_alive(s.timeouts.idle.get())
-                .max_connections(per_worker)
-                .backlog(4096)
-                .listen(sock)
-                .map_err(|e| StartError(format!("server.httpListenAddr: {e}")))?
-                .run();
-                let handle = server.handle();
-                actix_rt::spawn(server);
-                Some(handle)
-            }
-            None => None,
+        let parts = ProxyParts {
+            cell: cell.clone(),
+            stats: Arc::clone(&stats),
+            metrics: Arc::clone(&metrics),
+            log: log.clone(),
+            workers,
+            max_connections: limits.max_connections,
+            header_timeout: limits.header_timeout.get(),
+            idle: s.timeouts.idle.get(),
+            drain_timeout,
         };
+        let tcp = tcp_sock
+            .map(|sock| listeners::start_tcp(sock, &parts))
+            .transpose()
+            .map_err(StartError)?;
+        let http = http_sock
+            .map(|sock| listeners::start_http(sock, &parts))
+            .transpose()
+            .map_err(StartError)?;
 
         // 4. Admin and metrics.
         let ready = Arc::new(AtomicBool::new(false));
@@ -228,34 +173,43 @@ impl Gateway {
             token,
             started: Instant::now(),
         };
-        let mut control_servers = Vec::new();
         let metrics_path = s.metrics.path.clone();
-        if let Some(sock) = admin_sock {
-            let st = admin_state.clone();
-            let path = metrics_shared.then(|| metrics_path.clone());
-            control_servers.push(control_server(
-                sock,
-                "server.admin.listenAddr",
-                move |cfg| {
+        let admin = admin_sock
+            .map(|sock| {
+                let st = admin_state.clone();
+                let path = metrics_shared.then(|| metrics_path.clone());
+                ControlServer::start(sock, "server.admin.listenAddr", move |cfg| {
                     cfg.app_data(web::Data::new(st.clone()));
                     admin::configure(cfg, &st);
                     if let Some(p) = &path {
                         admin::configure_metrics(cfg, p);
                     }
-                },
-            )?);
-        }
-        if let Some(sock) = metrics_sock {
-            let st = admin_state.clone();
-            control_servers.push(control_server(
-                sock,
-                "server.metrics.listenAddr",
-                move |cfg| {
+                })
+            })
+            .transpose()
+            .map_err(StartError)?;
+        let metrics = metrics_sock
+            .map(|sock| {
+                let st = admin_state.clone();
+                ControlServer::start(sock, "server.metrics.listenAddr", move |cfg| {
                     cfg.app_data(web::Data::new(st.clone()));
                     admin::configure_metrics(cfg, &metrics_path);
-                },
-            )?);
-        }
+                })
+            })
+            .transpose()
+            .map_err(StartError)?;
+        let current = Current {
+            tcp,
+            http,
+            admin,
+            metrics,
+        };
+        let listeners = ListenerManagerActor::new(parts, current).start();
+        // Awaited, so no reload triggered after the start can miss the listener manager.
+        config_addr
+            .send(SetListenerSink(listeners.clone().recipient()))
+            .await
+            .map_err(|e| StartError(format!("configuration actor unavailable: {e}")))?;
 
         ready.store(true, Ordering::Relaxed);
         let show = |a: Option<SocketAddr>| {
@@ -270,9 +224,7 @@ impl Gateway {
             tcp_addr,
             admin_addr,
             metrics_addr,
-            proxy_server,
-            control_servers,
-            listener,
+            listeners,
             config_actor: config_addr,
             ready,
             http_active,
@@ -297,10 +249,17 @@ impl Gateway {
         let deadline = started + self.drain_timeout;
         self.ready.store(false, Ordering::Relaxed);
         self.config_actor.do_send(StopHealthChecks);
-        if let Some(l) = &self.listener {
+        // The listeners current now (a reload may have moved them); reloads cannot move them
+        // any more. Listeners retired by a reload drain on their own.
+        let current = self.listeners.send(TakeListeners).await.unwrap_or(Taken {
+            tcp: None,
+            http: None,
+            control: Vec::new(),
+        });
+        if let Some(l) = &current.tcp {
             let _ = l.send(StopAccepting).await;
         }
-        let l4_active = match &self.listener {
+        let l4_active = match &current.tcp {
             Some(l) => l.send(GetActiveSessions).await.unwrap_or(0),
             None => 0,
         };
@@ -308,7 +267,7 @@ impl Gateway {
               "l7_connections" => self.http_active.get(), "l4_sessions" => l4_active,
               "drain_timeout_ms" => self.drain_timeout.as_millis() as u64);
         let l7 = async {
-            let Some(h) = &self.proxy_server else {
+            let Some(h) = &current.http else {
                 return 0;
             };
             // Graceful: stops accepting at once, waits for the requests in progress, and at its
@@ -347,7 +306,7 @@ impl Gateway {
             }
         };
         let l4 = async {
-            match &self.listener {
+            match &current.tcp {
                 Some(l) => drain_sessions(l, deadline).await,
                 None => 0,
             }
@@ -357,7 +316,7 @@ impl Gateway {
             warn!(self.log, "shutdown: drain timeout reached, closed what remained";
                   "l7_connections" => l7_cut, "l4_sessions" => l4_cut);
         }
-        for h in &self.control_servers {
+        for h in &current.control {
             h.stop(false).await;
         }
         info!(self.log, "shutdown complete";
@@ -368,49 +327,3 @@ impl Gateway {
 
 /// How often the shutdown looks at what is still open.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
-
-/// Waits for the L4 sessions to end on their own until `deadline`, then cuts the rest; returns
-/// how many were cut.
-async fn drain_sessions(l: &Addr<ListenerActor>, deadline: Instant) -> usize {
-    loop {
-        let active = l.send(GetActiveSessions).await.unwrap_or(0);
-        if active == 0 {
-            return 0;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let cut = l.send(CloseSessions).await.unwrap_or(0);
-    // The sessions end on their own arbiters; give them a moment so their sockets are closed
-    // (and counted out) before the gateway reports completion.
-    let settle = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < settle && l.send(GetActiveSessions).await.unwrap_or(0) > 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cut
-}
-
-fn control_server<F>(
-    sock: std::net::TcpListener,
-    key: &str,
-    routes: F,
-) -> Result<ServerHandle, StartError>
-where
-    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
-{
-    let server = HttpServer::new(move || App::new().configure(routes.clone()))
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .client_request_timeout(Duration::from_secs(5))
-        .keep_alive(Duration::from_secs(30))
-        .max_connections(256)
-        .listen(sock)
-        .map_err(|e| StartError(format!("{key}: {e}")))?
-        .run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    Ok(handle)
-}

@@ -6,5 +6,6 @@ pub mod admin;
 pub mod cli;
 pub mod demo;
 pub mod gateway;
+pub mod listeners;
 pub mod proxy;
 pub mod reload;

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::reload::apply::{signature, TargetSig};
 use crate::reload::diff::{desired_backends, Registration};
+use crate::reload::listeners::{ApplyListeners, SetListenerSink};
 use crate::reload::retire::Retiring;
 use crate::reload::watch::{self, FileWatch};
 use crate::reload::LastReload;
@@ -28,8 +29,10 @@ use std::time::SystemTime;
 
 pub struct ConfigActor {
     pub(crate) config: Arc<Config>,
-    /// The configuration the listeners were bound with (they are not rebound on reload).
+    /// The configuration the process started with (for `restart_required`).
     pub(crate) boot: Arc<Config>,
+    /// Moves the data-plane listeners on reload (`reload::listeners`); none = not rebound.
+    pub(crate) listener_sink: Option<Recipient<ApplyListeners>>,
     pub(crate) file: Option<PathBuf>,
     pub(crate) generation: u64,
     pub(crate) loaded_at: SystemTime,
@@ -92,6 +95,7 @@ impl ConfigActor {
               "backends" => states.len(), "routes" => config.routes.len());
         ConfigActor {
             boot: Arc::clone(&config),
+            listener_sink: None,
             config,
             file,
             generation: 1,
@@ -147,9 +151,9 @@ impl Actor for ConfigActor {
         ctx.spawn(
             async move { tokio::fs::read(&file).await.ok() }
                 .into_actor(self)
-                .map(|bytes, act, _| {
+                .map(|bytes, act, ctx| {
                     if let Some(bytes) = bytes {
-                        act.check_initial_file(bytes);
+                        act.check_initial_file(bytes, ctx);
                     }
                 }),
         );
@@ -219,6 +223,14 @@ impl Handler<SetLogLevelHandle> for ConfigActor {
     fn handle(&mut self, msg: SetLogLevelHandle, _: &mut Context<Self>) {
         msg.0.set(self.config.logging.level);
         self.level = Some(msg.0);
+    }
+}
+
+impl Handler<SetListenerSink> for ConfigActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetListenerSink, _: &mut Context<Self>) {
+        self.listener_sink = Some(msg.0);
     }
 }
 

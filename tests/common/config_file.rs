@@ -106,3 +106,26 @@ pub async fn gateway_from_file(path: &Path) -> TestGateway {
         logs,
     }
 }
+
+/// `yaml` with listeners pinned as [`pin_listeners`] does, then each `(key, value)` set under
+/// `server` (`key` may be dotted: `admin.listenAddr`), e.g. to move one listener.
+pub fn with_server(yaml: &str, sets: &[(&str, &str)]) -> String {
+    let mut root: Value = serde_yaml::from_str(&pin_listeners(yaml)).expect("test YAML parses");
+    for (key, value) in sets {
+        let mut node = root
+            .as_mapping_mut()
+            .and_then(|m| m.get_mut("server"))
+            .expect("server section");
+        let parts: Vec<&str> = key.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            node = node
+                .as_mapping_mut()
+                .and_then(|m| m.get_mut(*part))
+                .unwrap_or_else(|| panic!("no server.{part}"));
+        }
+        node.as_mapping_mut()
+            .expect("a mapping")
+            .insert(parts[parts.len() - 1].into(), (*value).into());
+    }
+    serde_yaml::to_string(&root).expect("YAML serializes")
+}

@@ -1,7 +1,8 @@
 //! The config actor's reload pipeline: read the file (off the actor, with `tokio::fs`), parse and
-//! validate it, diff it against the running configuration, bring the backends to the new set
-//! (kept ones keep their state, removed ones drain), rebuild and swap the snapshot. An error at
-//! any step keeps the old configuration serving and is recorded for `GET /config`.
+//! validate it, have the listener manager move changed listeners (`reload::listeners`; a bind
+//! failure fails the reload), diff it against the running configuration, bring the backends to
+//! the new set (kept ones keep their state, removed ones drain), rebuild and swap the snapshot. An
+//! error at any step keeps the old configuration serving and is recorded for `GET /config`.
 
 use crate::build::build_snapshot;
 use crate::config_actor::{start_backend, ConfigActor, FileChanged};
@@ -9,8 +10,9 @@ use crate::health::probe::ProbeSpec;
 use crate::health::{health_targets, HealthTarget, SetTargets, Thresholds};
 use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, plan_backends, restart_required};
+use crate::reload::listeners::ApplyListeners;
 use actix::prelude::*;
-use gogate_config::{load_str, ConfigError, ConfigErrors};
+use gogate_config::{load_str, Config, ConfigError, ConfigErrors};
 use slog::{info, warn};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -33,7 +35,7 @@ pub struct ReloadOutcome {
     pub generation: u64,
     pub changed: bool,
     /// Keys that differ from what the process started with and only take effect after a
-    /// restart (listener addresses, ...); reported by every reload until then.
+    /// restart (admin and metrics listeners, ...); reported by every reload until then.
     pub restart_required: Vec<&'static str>,
 }
 
@@ -94,7 +96,7 @@ impl Handler<Reload> for ConfigActor {
         let fut = read(self.file.clone());
         AtomicResponse::new(Box::pin(
             fut.into_actor(self)
-                .map(move |bytes, act, _| act.apply_bytes(bytes, msg.trigger)),
+                .then(move |bytes, act, _| act.apply_bytes(bytes, msg.trigger)),
         ))
     }
 }
@@ -104,20 +106,26 @@ impl Handler<FileChanged> for ConfigActor {
 
     fn handle(&mut self, _: FileChanged, _: &mut Context<Self>) -> Self::Result {
         let fut = read(self.file.clone());
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|bytes, act, _| {
-            // An unreadable file mid-swap is retried with the next event; a changed one reloads.
-            let Ok(bytes) = bytes else { return };
-            if act.file_hash != Some(hash_bytes(&bytes)) {
-                let _ = act.apply_bytes(Ok(bytes), "watch");
-            }
-        })))
+        AtomicResponse::new(Box::pin(fut.into_actor(self).then(
+            |bytes, act, _| -> ResponseActFuture<Self, ()> {
+                // An unreadable file mid-swap is retried with the next event; a changed one
+                // reloads.
+                match bytes {
+                    Ok(bytes) if act.file_hash != Some(hash_bytes(&bytes)) => {
+                        Box::pin(act.apply_bytes(Ok(bytes), "watch").map(|_, _, _| ()))
+                    }
+                    _ => Box::pin(fut::ready(())),
+                }
+            },
+        )))
     }
 }
 
 impl ConfigActor {
-    /// Called once the watch is set up: remembers the file's hash, and reloads when the file
-    /// already differs from the configuration the gateway started with.
-    pub(crate) fn check_initial_file(&mut self, bytes: Vec<u8>) {
+    /// Called once the watch is set up: remembers the file's hash, and reloads (through
+    /// `FileChanged`, so atomically) when the file already differs from the configuration the
+    /// gateway started with.
+    pub(crate) fn check_initial_file(&mut self, bytes: Vec<u8>, ctx: &mut Context<Self>) {
         if self.file_hash.is_some() {
             return; // a reload got there first
         }
@@ -128,16 +136,18 @@ impl ConfigActor {
         if same {
             self.file_hash = Some(hash_bytes(&bytes));
         } else {
-            let _ = self.apply_bytes(Ok(bytes), "watch");
+            ctx.notify(FileChanged);
         }
     }
 
-    /// Parse → validate → diff → apply, from the bytes read (or the read error).
+    /// Parse → validate → rebind changed listeners → diff → apply, from the bytes read (or the
+    /// read error). The listener manager binds the new listeners before anything is swapped:
+    /// if it cannot, the reload fails as a whole and the old configuration keeps serving.
     fn apply_bytes(
         &mut self,
         bytes: Result<Vec<u8>, ConfigErrors>,
         trigger: &'static str,
-    ) -> Result<ReloadOutcome, ReloadError> {
+    ) -> ResponseActFuture<Self, Result<ReloadOutcome, ReloadError>> {
         let file = self.file.clone();
         let parsed = bytes.and_then(|b| {
             self.file_hash = Some(hash_bytes(&b));
@@ -150,23 +160,47 @@ impl ConfigActor {
         });
         let new = match parsed {
             Ok(c) => c,
-            Err(e) => {
-                let error = e.to_string();
-                warn!(self.log, "configuration reload failed"; "error" => &error,
-                      "trigger" => trigger, "generation" => self.generation);
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["failure"])
-                    .inc();
-                self.last_reload = Some(LastReload {
-                    time: SystemTime::now(),
-                    error: Some(error.clone()),
-                });
-                return Err(ReloadError(error));
-            }
+            Err(e) => return Box::pin(fut::ready(Err(self.fail(e.to_string(), trigger)))),
         };
+        let rebind = self.listener_sink.clone().and_then(|sink| {
+            ApplyListeners::between(&self.boot, &self.config, &new).map(|msg| (sink, msg))
+        });
+        let Some((sink, msg)) = rebind else {
+            return Box::pin(fut::ready(Ok(self.commit(new, trigger))));
+        };
+        info!(self.log, "reload moves listeners"; "tcp" => msg.tcp.as_deref(),
+              "http" => msg.http.as_deref(), "admin" => msg.admin.as_deref(),
+              "metrics" => msg.metrics.as_deref(), "trigger" => trigger);
+        Box::pin(
+            async move { sink.send(msg).await }.into_actor(self).map(
+                move |res, act, _| match res {
+                    Ok(Ok(())) => Ok(act.commit(new, trigger)),
+                    Ok(Err(e)) => Err(act.fail(e, trigger)),
+                    Err(_) => Err(act.fail("the listener manager is unavailable".into(), trigger)),
+                },
+            ),
+        )
+    }
+
+    /// Records a failed reload (log, metric, `GET /config`); nothing else changes.
+    fn fail(&mut self, error: String, trigger: &'static str) -> ReloadError {
+        warn!(self.log, "configuration reload failed"; "error" => &error,
+              "trigger" => trigger, "generation" => self.generation);
+        self.metrics
+            .config_reloads
+            .with_label_values(&["failure"])
+            .inc();
+        self.last_reload = Some(LastReload {
+            time: SystemTime::now(),
+            error: Some(error.clone()),
+        });
+        ReloadError(error)
+    }
+
+    /// Applies a parsed configuration whose listeners (if any changed) are already moved.
+    fn commit(&mut self, new: Config, trigger: &'static str) -> ReloadOutcome {
         let changed = new != *self.config;
-        let restart = restart_required(&self.boot, &new);
+        let restart = restart_required(&self.boot, &new, self.listener_sink.is_some());
         if changed {
             self.generation += 1;
             self.config = Arc::new(new);
@@ -188,14 +222,14 @@ impl ConfigActor {
               "changed" => changed, "trigger" => trigger, "backends" => self.states.len(),
               "routes" => self.config.routes.len());
         if !restart.is_empty() {
-            warn!(self.log, "listener address changes need a restart";
+            warn!(self.log, "some changes need a restart";
                   "keys" => restart.join(", "), "generation" => self.generation);
         }
-        Ok(ReloadOutcome {
+        ReloadOutcome {
             generation: self.generation,
             changed,
             restart_required: restart,
-        })
+        }
     }
 
     /// Brings the backends to what the config and the registrations ask for, re-targets the

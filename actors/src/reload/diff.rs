@@ -7,6 +7,7 @@
 
 use crate::backend::state::Source;
 use crate::build::backend_id;
+use crate::reload::listeners::control_shared;
 use gogate_config::{Config, DEFAULT_UPSTREAM};
 use std::collections::BTreeMap;
 
@@ -106,29 +107,39 @@ pub fn plan_backends(
     plan
 }
 
-/// Keys whose change needs a restart: the listeners are bound at start (B3 asks for live
-/// rebinding; until that lands a reload applies everything else and names these).
-pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
+/// Keys whose change needs a restart (a reload applies everything else and names these).
+/// `live_listeners`: listener addresses are moved live (see `reload::listeners`), so they are
+/// not named, except the admin and metrics ones when they shared a listener at start; the
+/// settings the servers are built with still are.
+pub fn restart_required(old: &Config, new: &Config, live_listeners: bool) -> Vec<&'static str> {
     let (o, n) = (&old.server, &new.server);
+    let live_control = live_listeners && !control_shared(old);
     let mut keys = Vec::new();
     let mut check = |changed: bool, key: &'static str| {
         if changed {
             keys.push(key);
         }
     };
-    check(o.listen_addr != n.listen_addr, "server.listenAddr");
     check(
-        o.http_listen_addr != n.http_listen_addr,
+        !live_listeners && o.listen_addr != n.listen_addr,
+        "server.listenAddr",
+    );
+    check(
+        !live_listeners && o.http_listen_addr != n.http_listen_addr,
         "server.httpListenAddr",
     );
     check(o.tls != n.tls, "server.tls");
     check(
-        o.admin.listen_addr != n.admin.listen_addr,
+        !live_control && o.admin.listen_addr != n.admin.listen_addr,
         "server.admin.listenAddr",
     );
     check(o.admin.enabled != n.admin.enabled, "server.admin.enabled");
     check(o.admin.token != n.admin.token, "server.admin.token");
-    check(o.metrics != n.metrics, "server.metrics");
+    let mut metrics = n.metrics.clone();
+    if live_control {
+        metrics.listen_addr = o.metrics.listen_addr.clone();
+    }
+    check(o.metrics != metrics, "server.metrics");
     check(
         o.limits.max_connections != n.limits.max_connections,
         "server.limits.maxConnections",
@@ -213,9 +224,23 @@ mod tests {
     fn listener_changes_are_named() {
         let old = cfg(BASE);
         let mut new = old.clone();
-        assert!(restart_required(&old, &new).is_empty());
+        assert!(restart_required(&old, &new, false).is_empty());
         new.server.http_listen_addr = "127.0.0.1:1234".into();
         new.server.rate_limit.enabled = true;
-        assert_eq!(restart_required(&old, &new), ["server.httpListenAddr"]);
+        assert_eq!(
+            restart_required(&old, &new, false),
+            ["server.httpListenAddr"]
+        );
+        // Moved live: not named, unless admin and metrics shared a listener at start.
+        new.server.admin.listen_addr = "127.0.0.1:1235".into();
+        assert!(restart_required(&old, &new, true).is_empty());
+        let mut shared = old.clone();
+        shared.server.admin.enabled = true;
+        shared.server.metrics.enabled = true;
+        shared.server.metrics.listen_addr = shared.server.admin.listen_addr.clone();
+        assert_eq!(
+            restart_required(&shared, &new, true),
+            ["server.admin.listenAddr", "server.metrics"]
+        );
     }
 }

@@ -76,6 +76,15 @@ impl ListenerActor {
         })
     }
 
+    /// Caps the sessions at `max` instead of the snapshot's `limits.maxConnections` (a listener
+    /// moved by a reload keeps the cap the process started with).
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.max = max;
+        }
+        self
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
