@@ -378,3 +378,89 @@ async fn health_settings_apply_live() {
     .await;
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn request_timeout_and_retry_changes_apply_live() {
+    // A 300 ms upstream: with request 100ms the gateway answers 504; after a reload to 2s, 200.
+    let slow = Upstream::new("slow")
+        .delay(std::time::Duration::from_millis(300))
+        .start()
+        .await;
+    let dir = TempDir::new();
+    let tight = yaml(&[&slow.addr_str()], "  timeouts: {request: 100ms}\n", "");
+    let (gw, path) = start(&dir, &tight).await;
+    assert_eq!(gw.get("/").await.status, 504);
+
+    write_config(
+        &path,
+        &yaml(&[&slow.addr_str()], "  timeouts: {request: 2s}\n", ""),
+    );
+    reload_ok(&gw, true).await;
+    assert_eq!(gw.get("/").await.status, 200);
+
+    // Retry: with [dead, live] and attempts 0 every other request fails; after a reload to 1,
+    // none does.
+    let live = Upstream::new("live").start().await;
+    let dead = dead_addr();
+    let no_retry = yaml(&[&dead, &live.addr_str()], "  retry: {attempts: 0}\n", "");
+    write_config(&path, &no_retry);
+    reload_ok(&gw, true).await;
+    let mut failed = 0;
+    for _ in 0..6 {
+        if gw.get("/").await.status == 502 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 3, "round robin over [dead, live] without retries");
+    write_config(
+        &path,
+        &yaml(&[&dead, &live.addr_str()], "  retry: {attempts: 1}\n", ""),
+    );
+    reload_ok(&gw, true).await;
+    for _ in 0..6 {
+        assert_eq!(gw.get("/").await.status, 200);
+    }
+    gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn circuit_breaker_enabled_by_reload_opens_on_failures() {
+    // Breaker off: a failing backend keeps receiving traffic. After a reload that enables it,
+    // failureThreshold failures open it and traffic fails over to the healthy backend.
+    let bad = Upstream::new("bad").status(500).start().await;
+    let good = Upstream::new("good").start().await;
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&bad.addr_str(), &good.addr_str()], "", "")).await;
+    for _ in 0..6 {
+        gw.get("/").await;
+    }
+    assert_eq!(
+        bad.hits(),
+        3,
+        "breaker off: round robin keeps using the failing backend"
+    );
+
+    let breaker = "  circuitBreaker: {enabled: true, failureThreshold: 2, successThreshold: 1, timeout: 60s}\n";
+    write_config(
+        &path,
+        &yaml(&[&bad.addr_str(), &good.addr_str()], breaker, ""),
+    );
+    reload_ok(&gw, true).await;
+    for _ in 0..4 {
+        gw.get("/").await;
+    }
+    eventually("the breaker of the failing backend opens", || async {
+        let list = gw.admin_get("/backends").await.json();
+        list.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|b| b["addr"] == bad.addr_str() && b["circuit_breaker"] == "open")
+        })
+    })
+    .await;
+    let before = bad.hits();
+    for _ in 0..6 {
+        assert_eq!(gw.get("/").await.status, 200);
+    }
+    assert_eq!(bad.hits(), before, "an open breaker gets no traffic");
+    gw.stop().await;
+}

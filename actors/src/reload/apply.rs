@@ -203,12 +203,13 @@ impl ConfigActor {
         let restart = restart_required(&self.boot, &new, self.listener_sink.is_some());
         if changed {
             self.generation += 1;
-            self.config = Arc::new(new);
+            let old = std::mem::replace(&mut self.config, Arc::new(new));
             self.loaded_at = SystemTime::now();
             if let Some(level) = &self.level {
                 level.set(self.config.logging.level);
             }
             self.sync_backends(true);
+            self.reset_breaker_counts(&old);
         }
         self.metrics
             .config_reloads
@@ -229,6 +230,21 @@ impl ConfigActor {
             generation: self.generation,
             changed,
             restart_required: restart,
+        }
+    }
+
+    /// A changed breaker configuration counts consecutive failures afresh: only the failure that
+    /// lands exactly on the threshold reports, and a count carried over from before (failures
+    /// counted while the breaker was off, or a threshold lowered below it) would never land on
+    /// it again, leaving the breaker unable to open.
+    fn reset_breaker_counts(&self, old: &gogate_config::Config) {
+        for name in self.config.upstream_names() {
+            let new_cb = self.config.upstream_settings(&name).circuit_breaker;
+            if old.upstream_settings(&name).circuit_breaker != new_cb {
+                for s in self.states.values().filter(|s| s.upstream == name) {
+                    s.reset_failures();
+                }
+            }
         }
     }
 
