@@ -127,15 +127,7 @@ async fn heartbeat(
     id: web::Path<String>,
 ) -> HttpResponse {
     authorized!(req, s);
-    let reg = match actor(&s) {
-        Ok(a) => a,
-        Err(e) => return unavailable(e),
-    };
-    match reg.send(Heartbeat(id.clone())).await {
-        Ok(true) => HttpResponse::NoContent().finish(),
-        Ok(false) => not_found(&id),
-        Err(e) => unavailable(e),
-    }
+    id_command(&s, id.into_inner(), Heartbeat).await
 }
 
 async fn deregister(
@@ -144,11 +136,20 @@ async fn deregister(
     id: web::Path<String>,
 ) -> HttpResponse {
     authorized!(req, s);
-    let reg = match actor(&s) {
+    id_command(&s, id.into_inner(), Deregister).await
+}
+
+/// Sends a command about one service id: 204 when it was known, 404 when not.
+async fn id_command<M>(s: &AdminState, id: String, make: fn(String) -> M) -> HttpResponse
+where
+    M: actix::Message<Result = bool> + Send + 'static,
+    RegistryActor: actix::Handler<M>,
+{
+    let reg = match actor(s) {
         Ok(a) => a,
         Err(e) => return unavailable(e),
     };
-    match reg.send(Deregister(id.clone())).await {
+    match reg.send(make(id.clone())).await {
         Ok(true) => HttpResponse::NoContent().finish(),
         Ok(false) => not_found(&id),
         Err(e) => unavailable(e),
