@@ -103,7 +103,7 @@ where
 
 /// Fields of one access-log line.
 pub struct AccessRecord {
-    pub log: Option<Logger>,
+    pub log: Logger,
     pub method: String,
     pub path: String,
     pub status: u16,
@@ -118,7 +118,7 @@ pub struct AccessRecord {
 impl AccessRecord {
     /// Writes the line now (gateway-made responses) with `bytes_out`.
     pub fn emit(&self, bytes_out: u64) {
-        let Some(log) = &self.log else { return };
+        let log = &self.log;
         info!(log, "request completed";
             "method" => &self.method, "path" => &self.path, "status" => self.status,
             "duration_ms" => self.started.elapsed().as_secs_f64() * 1000.0,

@@ -93,7 +93,7 @@ impl Exchange {
             return None;
         }
         Some(AccessRecord {
-            log: Some(w.log.clone()),
+            log: w.log.clone(),
             method: self.req.method().to_string(),
             path: self.req.path().to_string(),
             status,

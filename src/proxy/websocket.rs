@@ -7,9 +7,10 @@
 use super::body::ResponseBody;
 use super::errors::GatewayError;
 use super::forward::{upstream_headers, upstream_path};
+use super::upstream::{encode_upgrade_head, read_head, Head, UpstreamError};
 use super::{Exchange, ProxyWorker};
 use actix_web::body::BodyStream;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
@@ -18,8 +19,6 @@ use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
 use gogate_actors::tcp::connect::{connect_eligible, ConnectFailure, Connected};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// `GET` with `Upgrade: websocket` and `Connection: upgrade`.
 pub fn is_upgrade(req: &HttpRequest) -> bool {
@@ -70,66 +69,50 @@ pub async fn tunnel(
 
     let mut headers = HeaderMap::new();
     upstream_headers(ex, route, &backend.addr, &mut headers, true);
-    let mut head = format!("GET {} HTTP/1.1\r\n", upstream_path(&ex.req, route)).into_bytes();
-    for (k, v) in headers.iter() {
-        head.extend_from_slice(k.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(v.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-
-    let exchange = async {
-        stream.write_all(&head).await?;
-        let mut buf = BytesMut::with_capacity(4096);
-        loop {
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(std::io::Error::other(
-                    "upstream closed during the handshake",
-                ));
-            }
-            let mut raw = [httparse::EMPTY_HEADER; 64];
-            let mut resp = httparse::Response::new(&mut raw);
-            match resp.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let status = resp.code.unwrap_or(502);
-                    let mut map = HeaderMap::new();
-                    for h in resp.headers.iter() {
-                        if let (Ok(k), Ok(v)) = (
-                            HeaderName::try_from(h.name),
-                            HeaderValue::from_bytes(h.value),
-                        ) {
-                            map.append(k, v);
-                        }
-                    }
-                    let rest = buf.split_off(n).freeze();
-                    return Ok((status, map, rest));
-                }
-                Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => continue,
-                _ => return Err(std::io::Error::other("invalid upstream handshake response")),
-            }
+    let head = match encode_upgrade_head(&upstream_path(&ex.req, route), &headers) {
+        Ok(h) => h,
+        Err(_) => {
+            return ex.fail(
+                w,
+                Some(route),
+                GatewayError::BadRequest("invalid request target"),
+            )
         }
     };
-    let (status, resp_headers, rest) =
-        match tokio::time::timeout(target.request_timeout, exchange).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => {
-                target.upstream.record_outcome(&guard, false);
-                target.counters[i].failure.inc();
-                return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
-            }
-            Err(_) => {
-                target.upstream.record_outcome(&guard, false);
-                target.counters[i].failure.inc();
-                return ex.fail(w, Some(route), GatewayError::UpstreamTimeout);
-            }
-        };
+
+    let exchange = async {
+        stream
+            .write_all(&head)
+            .await
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let mut buf = BytesMut::with_capacity(4096);
+        let head = read_head(&mut stream, &mut buf).await?;
+        Ok::<_, UpstreamError>((head, buf.freeze()))
+    };
+    let (
+        Head {
+            status: code,
+            headers: resp_headers,
+            ..
+        },
+        rest,
+    ) = match tokio::time::timeout(target.request_timeout, exchange).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => {
+            target.upstream.record_outcome(&guard, false);
+            target.counters[i].failure.inc();
+            return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
+        }
+        Err(_) => {
+            target.upstream.record_outcome(&guard, false);
+            target.counters[i].failure.inc();
+            return ex.fail(w, Some(route), GatewayError::UpstreamTimeout);
+        }
+    };
+    let status = code.as_u16();
     let success = status < 500;
     target.upstream.record_outcome(&guard, success);
     target.counters[i].record(success);
-    let Ok(code) = StatusCode::from_u16(status) else {
-        return ex.fail(w, Some(route), GatewayError::UpstreamProtocol);
-    };
     let mut builder = HttpResponse::build(code);
     for (k, v) in resp_headers.iter() {
         let n = k.as_str();

@@ -79,6 +79,19 @@ pub(super) fn encode_head(
     Ok(out)
 }
 
+/// The head of a `GET` that asks to switch protocols (WebSocket): the same header rules as
+/// [`encode_head`], no body framing, and `connection: upgrade` (`headers` keeps `upgrade`).
+pub(crate) fn encode_upgrade_head(
+    path_and_query: &str,
+    headers: &HeaderMap,
+) -> Result<BytesMut, UpstreamError> {
+    let mut out = encode_head(&Method::GET, path_and_query, headers, Framing::None)?;
+    // Put the connection header before the blank line that ends the head.
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b"connection: upgrade\r\n\r\n");
+    Ok(out)
+}
+
 pub(super) enum SendError {
     Body(PayloadError),
     Io(io::Error),
@@ -142,7 +155,7 @@ where
 }
 
 /// A parsed final response head.
-pub(super) struct Head {
+pub(crate) struct Head {
     pub status: StatusCode,
     pub headers: HeaderMap,
     /// HTTP/1.1 without `Connection: close`.
@@ -152,7 +165,7 @@ pub(super) struct Head {
 /// Reads until a final response head is parsed; interim 1xx heads (but 101) are skipped. The
 /// bytes after the head stay in `buf`. A connection that closes or resets before the first
 /// response byte is reported as `Closed` (a reused connection may simply have been stale).
-pub(super) async fn read_head<R: AsyncRead + Unpin>(
+pub(crate) async fn read_head<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
 ) -> Result<Head, UpstreamError> {

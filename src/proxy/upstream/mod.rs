@@ -15,6 +15,8 @@ mod tests;
 
 pub use body::UpstreamBody;
 pub use codec::Framing;
+/// Response-head reading, shared with the upgrade tunnel (which speaks HTTP only until `101`).
+pub(crate) use codec::{encode_upgrade_head, read_head, Head};
 pub use pool::ConnPool;
 
 use actix_web::error::PayloadError;
@@ -22,7 +24,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
 use body::{Release, READ_CHUNK};
 use bytes::{Bytes, BytesMut};
-use codec::{encode_head, read_head, response_kind, send_request, Head, SendError};
+use codec::{encode_head, response_kind, send_request, SendError};
 use futures_util::Stream;
 use gogate_actors::snapshot::PoolSettings;
 use pool::PooledConn;
