@@ -219,6 +219,62 @@ async fn watcher_reloads_on_atomic_rename() {
     gw.stop().await;
 }
 
+/// A log written beside the config while clients keep sending (the reported scenario: `gogate
+/// -config ./gw.yaml > ./gw.log`): the watcher must not wait for the directory to fall quiet.
+#[actix_rt::test]
+async fn watcher_reloads_while_a_log_is_written_beside_the_config() {
+    let (a, b) = (
+        Upstream::new("a").start().await,
+        Upstream::new("b").start().await,
+    );
+    let dir = TempDir::new();
+    let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), dir.path("gw.log"));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&log).expect("create log");
+            // Bounded: 20 s at most, a line every 5 ms.
+            for i in 0..4000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let _ = writeln!(f, "{{\"msg\":\"request completed\",\"n\":{i}}}");
+                let _ = f.flush();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, stop) = (gw.url("/"), stop.clone());
+            actix_rt::spawn(async move {
+                let client = awc::Client::default();
+                for _ in 0..2000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let _ = fetch(client.get(&url)).await;
+                }
+            })
+        })
+        .collect();
+    assert_eq!(spread(&gw, "/", 2).await, BTreeMap::from([("a".into(), 2)]));
+    write_config(&path, &yaml(&[&b.addr_str()], "", ""));
+    eventually(
+        "the watcher applied the new file despite the busy directory",
+        || async { gw.get("/").await.json()["backend"] == "b" },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("log writer");
+    for c in clients {
+        let _ = c.await;
+    }
+    gw.stop().await;
+}
+
 fn symlink(target: &str, link: &Path) {
     std::os::unix::fs::symlink(target, link).expect("symlink");
 }
