@@ -68,6 +68,7 @@ pub fn build_snapshot(
             pool: PoolSettings::new(&s.tcp_pool, &s.timeouts),
             breaker: s.circuit_breaker.enabled.then(|| BreakerLink {
                 actor: breaker.clone(),
+                dropped: metrics.messages_dropped.with_label_values(&["breaker"]),
                 settings: (&s.circuit_breaker).into(),
             }),
         };

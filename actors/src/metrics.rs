@@ -35,6 +35,12 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub registry_services: IntGauge,
     pub uptime: Gauge,
+    /// Messages a full actor mailbox refused (`try_send` on a bounded mailbox), by actor.
+    pub messages_dropped: IntCounterVec,
+    /// Panics caught while serving (a request, a connection, an actor), by where.
+    pub panics: IntCounterVec,
+    /// Client connections refused at accept, by listener and reason.
+    pub connections_rejected: IntCounterVec,
     started: Instant,
 }
 
@@ -141,6 +147,21 @@ impl Metrics {
                 &r,
                 Gauge::new("gogate_uptime_seconds", "Seconds since gogate started.")
                     .expect("valid metric"),
+            ),
+            messages_dropped: counter(
+                "gogate_actor_messages_dropped_total",
+                "Messages dropped because an actor's bounded mailbox was full.",
+                &["actor"],
+            ),
+            panics: counter(
+                "gogate_panics_total",
+                "Panics caught and contained (the request, session or actor restarted).",
+                &["where"],
+            ),
+            connections_rejected: counter(
+                "gogate_connections_rejected_total",
+                "Client connections refused at accept.",
+                &["listener", "reason"],
             ),
             started: Instant::now(),
             registry: r,

@@ -79,6 +79,10 @@ pub struct BackendState {
     consecutive_failures: AtomicU32,
     /// Half-open probe requests in flight (each held by an [`ActiveGuard`]).
     breaker_probes: AtomicU32,
+    /// Set while a "threshold crossed" event is on its way to the `BreakerActor`, so at most one
+    /// is queued per backend, and cleared when it is handled or could not be queued (then the
+    /// next failure reports again: a full mailbox cannot lose a trip).
+    trip_pending: AtomicBool,
     probe: Mutex<ProbeRecord>,
 }
 
@@ -100,6 +104,7 @@ impl BackendState {
             bytes_received: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             breaker_probes: AtomicU32::new(0),
+            trip_pending: AtomicBool::new(false),
             probe: Mutex::new(ProbeRecord::default()),
         })
     }
@@ -174,10 +179,15 @@ impl BackendState {
     pub(crate) fn set_breaker(&self, v: BreakerPosition) {
         self.breaker.store(v as u8, Ordering::Relaxed);
     }
-    /// Restarts the failure count on a breaker transition, so the next trip again lands exactly
-    /// on the threshold once.
+    /// Restarts the failure count on a breaker transition, so the next trip again needs
+    /// `failureThreshold` fresh failures.
     pub(crate) fn reset_failures(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+    /// The breaker actor took the pending trip report (or it was never delivered): the next
+    /// failure past the threshold may report again.
+    pub(crate) fn release_trip_report(&self) {
+        self.trip_pending.store(false, Ordering::Release);
     }
     pub(crate) fn record_probe(&self, error: Option<String>) {
         let now = SystemTime::now()
@@ -224,7 +234,7 @@ impl BackendState {
     }
 
     /// Records an outcome; returns the consecutive-failure count after a failure (the breaker
-    /// reacts only when it lands exactly on its threshold).
+    /// link reports a trip once it reaches the threshold).
     #[inline]
     pub fn record_outcome(&self, success: bool) -> u32 {
         if success {
@@ -234,6 +244,13 @@ impl BackendState {
             self.failures_total.fetch_add(1, Ordering::Relaxed);
             self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
         }
+    }
+
+    /// Claims the right to send the one pending "threshold crossed" event; false while another
+    /// is already on its way.
+    #[inline]
+    pub(crate) fn claim_trip_report(&self) -> bool {
+        !self.trip_pending.swap(true, Ordering::AcqRel)
     }
 
     #[inline]

@@ -1,7 +1,7 @@
 //! `BreakerActor`: owns breaker timing for every backend and is the single writer of the
 //! published breaker position ([`BackendState::breaker`]). The data plane counts failures in
-//! atomics and sends an event only on the edges (the failure that lands exactly on the
-//! threshold, and half-open probe outcomes, which are rare), with `try_send` into a bounded
+//! atomics and sends an event only on the edges (the first failure at or past the threshold
+//! with no report pending, and half-open probe outcomes, which are rare), with `try_send` into a bounded
 //! mailbox. The actor re-checks, steps the pure [`Breaker`] machine, schedules open → half-open
 //! on a timer (so the change shows in metrics and `/backends` without traffic), and logs.
 
@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Events the data plane may have queued at once; beyond that `try_send` drops (the next
-/// edge, or the next probe once its permit is free, reports again).
+/// Events the data plane may have queued at once; beyond that `try_send` drops and counts (the
+/// next failure past the threshold, or the next probe once its permit is free, reports again).
 pub const MAILBOX_CAPACITY: usize = 1024;
 
 /// The breaker of one backend and its pending half-open timer.
@@ -121,8 +121,8 @@ impl Actor for BreakerActor {
     type Context = Context<Self>;
 }
 
-/// Event: a backend's consecutive failures reached `failureThreshold` (sent once per trip by
-/// the request whose failure landed exactly on it).
+/// Event: a backend's consecutive failures reached `failureThreshold` (at most one queued per
+/// backend: its handler clears the backend's pending flag, see `breaker::link`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ThresholdCrossed {
@@ -134,6 +134,7 @@ impl Handler<ThresholdCrossed> for BreakerActor {
     type Result = ();
 
     fn handle(&mut self, msg: ThresholdCrossed, ctx: &mut Context<Self>) {
+        msg.backend.release_trip_report();
         let consecutive = msg.backend.consecutive_failures();
         let e = self.entry(&msg.backend, msg.settings);
         if let Some(t) = e.machine.on_failures(consecutive, Instant::now()) {

@@ -2,12 +2,19 @@
 //! enabled, and how a request outcome reaches the `BreakerActor`. Outcomes are counted in the
 //! backend's atomics; only edges become messages, sent with `try_send` (never awaited), so the
 //! request path takes no lock and makes no round trip.
+//!
+//! A trip is reported by the first failure at or past `failureThreshold` that finds no report
+//! pending (a per-backend flag the actor clears when it handles the event). So the actor sees
+//! one event per trip however many workers fail at once, and an event dropped by a full mailbox
+//! (counted in `gogate_actor_messages_dropped_total{actor="breaker"}`) is sent again by the
+//! next failure instead of being lost for good.
 
 use super::actor::{BreakerActor, ProbeCompleted, ThresholdCrossed};
 use super::machine::BreakerSettings;
 use crate::backend::state::{ActiveGuard, BreakerPosition};
 use crate::snapshot::UpstreamSnapshot;
 use actix::Addr;
+use prometheus::IntCounter;
 use std::sync::Arc;
 
 /// The breaker of an upstream as the data plane sees it (`None` in the snapshot = disabled).
@@ -15,6 +22,8 @@ use std::sync::Arc;
 pub struct BreakerLink {
     pub actor: Addr<BreakerActor>,
     pub settings: BreakerSettings,
+    /// Events the actor's full mailbox refused.
+    pub dropped: IntCounter,
 }
 
 impl UpstreamSnapshot {
@@ -26,19 +35,29 @@ impl UpstreamSnapshot {
         let consecutive = backend.record_outcome(success);
         let Some(link) = &self.breaker else { return };
         if guard.is_probe() {
-            // Half-open probes are few (at most successThreshold at a time): report each.
-            let _ = link.actor.try_send(ProbeCompleted {
+            // Half-open probes are few (at most successThreshold at a time): report each. A
+            // dropped one leaves its permit free, so the next probe reports instead.
+            let sent = link.actor.try_send(ProbeCompleted {
                 backend: Arc::clone(backend),
                 settings: link.settings,
                 success,
             });
-        } else if !success && consecutive == link.settings.failure_threshold {
-            // Only the failure that lands exactly on the threshold reports, so the actor sees
-            // one event per trip however many workers fail at once.
-            let _ = link.actor.try_send(ThresholdCrossed {
+            if sent.is_err() {
+                link.dropped.inc();
+            }
+        } else if !success
+            && consecutive >= link.settings.failure_threshold
+            && backend.breaker() == BreakerPosition::Closed
+            && backend.claim_trip_report()
+        {
+            let sent = link.actor.try_send(ThresholdCrossed {
                 backend: Arc::clone(backend),
                 settings: link.settings,
             });
+            if sent.is_err() {
+                backend.release_trip_report();
+                link.dropped.inc();
+            }
         }
     }
 
@@ -88,6 +107,7 @@ mod tests {
                 success_threshold: 2,
                 timeout: Duration::from_secs(60),
             },
+            dropped: IntCounter::new("dropped", "test").expect("counter"),
         }
     }
 
@@ -137,6 +157,75 @@ mod tests {
         up.record_outcome(&guard, false);
         up.record_outcome(&guard, false);
         let b = &up.backends[i];
+        for _ in 0..100 {
+            if b.breaker() == BreakerPosition::Open {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the breaker did not open");
+    }
+
+    #[actix_rt::test]
+    async fn a_trip_dropped_by_a_full_mailbox_is_reported_by_the_next_failure() {
+        let up = upstream(Some(link()));
+        let link = up.breaker.as_ref().expect("breaker enabled");
+        let (i, guard) = up.acquire(&[]).expect("a backend");
+        let b = &up.backends[i];
+        // Fill the mailbox while the actor cannot run (this task does not yield), with events
+        // that change nothing (the other backend has no failures).
+        let other = Arc::clone(&up.backends[1 - i]);
+        let mut queued = 0;
+        while link
+            .actor
+            .try_send(ThresholdCrossed {
+                backend: Arc::clone(&other),
+                settings: link.settings,
+            })
+            .is_ok()
+        {
+            queued += 1;
+            assert!(queued < 100_000, "the breaker mailbox is bounded");
+        }
+        up.record_outcome(&guard, false);
+        up.record_outcome(&guard, false);
+        assert_eq!(
+            link.dropped.get(),
+            1,
+            "the trip at the threshold was dropped"
+        );
+        // Let the actor drain its mailbox: the trip is lost so far.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(b.breaker(), BreakerPosition::Closed);
+        // The next failure past the threshold reports again.
+        up.record_outcome(&guard, false);
+        for _ in 0..100 {
+            if b.breaker() == BreakerPosition::Open {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the breaker never opened after its trip was dropped");
+    }
+
+    #[actix_rt::test]
+    async fn failures_past_the_threshold_queue_one_event() {
+        let up = upstream(Some(link()));
+        let (i, guard) = up.acquire(&[]).expect("a backend");
+        for _ in 0..50 {
+            up.record_outcome(&guard, false);
+        }
+        let link = up.breaker.as_ref().expect("breaker enabled");
+        assert_eq!(link.dropped.get(), 0);
+        let b = &up.backends[i];
+        assert!(
+            !b.claim_trip_report(),
+            "one report is pending, not one per failure"
+        );
+        b.release_trip_report();
         for _ in 0..100 {
             if b.breaker() == BreakerPosition::Open {
                 return;

@@ -233,10 +233,9 @@ impl ConfigActor {
         }
     }
 
-    /// A changed breaker configuration counts consecutive failures afresh: only the failure that
-    /// lands exactly on the threshold reports, and a count carried over from before (failures
-    /// counted while the breaker was off, or a threshold lowered below it) would never land on
-    /// it again, leaving the breaker unable to open.
+    /// A changed breaker configuration counts consecutive failures afresh: a count carried over
+    /// from before (failures counted while the breaker was off, or under another threshold)
+    /// says nothing about the new settings, and would trip the breaker on the next failure.
     fn reset_breaker_counts(&self, old: &gogate_config::Config) {
         for name in self.config.upstream_names() {
             let new_cb = self.config.upstream_settings(&name).circuit_breaker;
