@@ -301,3 +301,16 @@ fn registry_loads_and_bad_values_name_their_key() {
         "{e}"
     );
 }
+
+#[test]
+fn health_timeout_may_exceed_the_interval() {
+    let cfg = load(&format!(
+        "{BASE}  health: {{interval: 500ms, timeout: 1s}}\nupstreams:\n  slow:\n    backends: [{{addr: \"127.0.0.1:9003\"}}]\n    health: {{interval: 1s, timeout: 5s}}\n"
+    ))
+    .expect("a probe slower than its interval is allowed (one at a time)");
+    assert_eq!(cfg.server.health.timeout.get(), Duration::from_secs(1));
+    assert_eq!(
+        cfg.upstream_settings("slow").health.timeout.get(),
+        Duration::from_secs(5)
+    );
+}

@@ -259,15 +259,6 @@ fn sections(
         1,
         100,
     );
-    if h.timeout > h.interval {
-        v.err(
-            format!("{base}.health.timeout"),
-            format!(
-                "{} is longer than health.interval ({})",
-                h.timeout, h.interval
-            ),
-        );
-    }
     if h.check_type == CheckType::Http && !h.http_path.starts_with('/') {
         v.err(format!("{base}.health.httpPath"), "must start with '/'");
     }

@@ -2,18 +2,18 @@
 //! actor, which applies the thresholds. It decides nothing about health itself, so restarting
 //! or re-targeting it (`SetTargets`, for reloads) never resets a verdict.
 //!
-//! Each backend has its own timer, and every tick spawns the probe as a separate task: a slow
-//! or silent backend never delays another backend's probe. A backend whose previous probe is
-//! still running skips the tick, so at most one probe (and one report) per backend is in flight.
+//! Each backend has its own probe loop (a future of this actor, so a new target list cancels
+//! it): a slow or silent backend never delays another backend's probe. A loop runs one probe at
+//! a time: the next starts `interval` after the previous one started, or as soon as it ends
+//! when it took longer (`health.timeout` may exceed `interval`, as with Envoy and Kubernetes
+//! probes), so at most one probe (and one report) per backend is in flight.
 
 use crate::backend::actor::ReportProbe;
 use crate::health::probe::{probe, ProbeSpec};
 use crate::health::tracker::Thresholds;
 use actix::prelude::*;
 use slog::{debug, info, Logger};
-use std::cell::Cell;
-use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One backend to probe: how, how often, and whom to tell.
 #[derive(Clone)]
@@ -25,13 +25,6 @@ pub struct HealthTarget {
     /// Passed on with each report (the backend actor applies them).
     pub thresholds: Thresholds,
     pub report_to: Recipient<ReportProbe>,
-}
-
-/// A target and whether its last probe is still running. `Rc`/`Cell`: the actor and the probe
-/// tasks it spawns all run on the actor's arbiter thread.
-struct Slot {
-    target: HealthTarget,
-    in_flight: Cell<bool>,
 }
 
 pub struct HealthActor {
@@ -52,38 +45,27 @@ impl HealthActor {
         }
     }
 
-    /// (Re)starts one timer per target; the first probe runs at once, so a backend that is down
-    /// at start is found after `unhealthyThreshold - 1` intervals.
+    /// (Re)starts one probe loop per target; the first probe runs at once, so a backend that is
+    /// down at start is found after `unhealthyThreshold - 1` intervals.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         for t in self.timers.drain(..) {
             ctx.cancel_future(t);
         }
         for target in &self.targets {
-            let slot = Rc::new(Slot {
-                target: target.clone(),
-                in_flight: Cell::new(false),
-            });
-            launch(&slot, &self.log);
-            let log = self.log.clone();
-            let timer = ctx.run_interval(target.interval, move |_, _| launch(&slot, &log));
-            self.timers.push(timer);
+            let probing = probe_loop(target.clone(), self.log.clone());
+            self.timers
+                .push(ctx.spawn(actix::fut::wrap_future(probing)));
         }
         info!(self.log, "health checks scheduled"; "targets" => self.targets.len());
     }
 }
 
-/// Spawns one probe of `slot` unless the previous one is still running.
-fn launch(slot: &Rc<Slot>, log: &Logger) {
-    if slot.in_flight.replace(true) {
-        debug!(log, "health probe skipped: previous one still running";
-               "backend_id" => &slot.target.id);
-        return;
-    }
-    let (slot, log) = (Rc::clone(slot), log.clone());
-    actix_rt::spawn(async move {
-        let t = &slot.target;
+/// Probes `t` forever, one probe at a time, starting one every `interval` (or right after the
+/// previous one when it outlasted the interval).
+async fn probe_loop(t: HealthTarget, log: Logger) {
+    loop {
+        let started = Instant::now();
         let result = probe(&t.spec).await;
-        slot.in_flight.set(false);
         if let Err(e) = &result {
             debug!(log, "health probe failed"; "backend_id" => &t.id, "error" => e);
         }
@@ -92,7 +74,8 @@ fn launch(slot: &Rc<Slot>, log: &Logger) {
             result,
             thresholds: t.thresholds,
         });
-    });
+        tokio::time::sleep_until((started + t.interval).into()).await;
+    }
 }
 
 impl Actor for HealthActor {
@@ -240,6 +223,30 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_timeout_longer_than_the_interval_runs_one_probe_at_a_time() {
+        let (addr, _silent) = silent_listener().await;
+        // Every HTTP probe hangs for its 300 ms timeout; the interval is 100 ms.
+        let (t, reports) = target(&addr, CheckType::Http, 100, 300);
+        let started = Instant::now();
+        let _health = HealthActor::new(vec![t], &log()).start();
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        let got = reports.lock().expect("lock");
+        let times: Vec<Duration> = got
+            .iter()
+            .map(|(at, _)| at.duration_since(started))
+            .collect();
+        // Back to back: a report about every 300 ms, never two probes at once (that would give
+        // reports 100 ms apart, or ten in the second).
+        assert!((2..=4).contains(&times.len()), "{times:?}");
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(250), "{times:?}");
+        }
+        assert!(got
+            .iter()
+            .all(|(_, r)| r.result.as_ref().is_err_and(|e| e.contains("timed out"))));
+    }
+
+    #[actix_rt::test]
     async fn reports_carry_the_targets_thresholds_and_errors() {
         let dead = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -284,7 +291,7 @@ mod tests {
         let a_then = a_reports.lock().expect("lock").len();
         assert!(a_then >= 2, "{a_then}");
         tokio::time::sleep(Duration::from_millis(150)).await;
-        // At most one probe of `a` was still in flight when its timer was cancelled.
+        // The probe of `a` in flight when its loop was cancelled never reports.
         assert!(a_reports.lock().expect("lock").len() <= a_then + 1);
         assert!(b_reports.lock().expect("lock").len() >= 3);
     }
