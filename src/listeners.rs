@@ -11,7 +11,7 @@
 //! The servers are built with the settings the process started with (`limits`, idle timeout,
 //! workers): changing those still needs a restart, as `restart_required` says.
 
-use crate::proxy::{self, ProxyWorker};
+use crate::proxy;
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
@@ -21,10 +21,8 @@ use gogate_actors::tcp::bind_listener;
 use gogate_actors::tcp::listener::{CloseSessions, GetActiveSessions, StopAccepting};
 use gogate_actors::{ListenerActor, Metrics, Stats};
 use gogate_config::parse_listen_addr;
-use prometheus::IntGauge;
 use slog::{info, Logger};
 use std::net::TcpListener;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,21 +47,6 @@ pub struct ProxyParts {
     pub drain_timeout: Duration,
 }
 
-/// Counts an L7 client connection while it is open (dropped with the connection's extensions).
-struct ConnSlot {
-    stats: Arc<Stats>,
-    gauge: IntGauge,
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.stats
-            .connections_active
-            .fetch_sub(1, Ordering::Relaxed);
-        self.gauge.dec();
-    }
-}
-
 /// Starts the L4 listener on a bound socket.
 pub fn start_tcp(sock: TcpListener, p: &ProxyParts) -> Result<Addr<ListenerActor>, String> {
     let actor = ListenerActor::new(
@@ -80,50 +63,23 @@ pub fn start_tcp(sock: TcpListener, p: &ProxyParts) -> Result<Addr<ListenerActor
         .start())
 }
 
-/// Starts the L7 proxy server on a bound socket.
+/// Starts the L7 proxy server on a bound socket (`proxy::server`).
 pub fn start_http(sock: TcpListener, p: &ProxyParts) -> Result<ServerHandle, String> {
-    let (cell, stats, plog) = (
+    let settings = proxy::server::HttpSettings {
+        workers: p.workers,
+        max_connections: p.max_connections as usize,
+        header_timeout: p.header_timeout,
+        keep_alive: p.idle,
+        drain_timeout: p.drain_timeout,
+    };
+    proxy::server::start(
+        sock,
+        &settings,
         p.cell.clone(),
         Arc::clone(&p.stats),
+        &p.metrics,
         p.log.new(slog::o!("listener" => "http")),
-    );
-    let conn_stats = Arc::clone(&p.stats);
-    let conn_total = p.metrics.connections_total.with_label_values(&["http"]);
-    let conn_active = p.metrics.connections_active.with_label_values(&["http"]);
-    let per_worker = (p.max_connections as usize).div_ceil(p.workers).max(1);
-    let server = HttpServer::new(move || {
-        // Built once per worker thread: the awc clients inside are per worker.
-        let w = ProxyWorker::new(cell.clone(), Arc::clone(&stats), plog.clone());
-        App::new()
-            .app_data(web::Data::new(w))
-            .default_service(web::to(proxy::handle))
-    })
-    .on_connect(move |_, ext| {
-        conn_total.inc();
-        conn_active.inc();
-        conn_stats.connections_total.fetch_add(1, Ordering::Relaxed);
-        conn_stats
-            .connections_active
-            .fetch_add(1, Ordering::Relaxed);
-        ext.insert(ConnSlot {
-            stats: Arc::clone(&conn_stats),
-            gauge: conn_active.clone(),
-        });
-    })
-    .workers(p.workers)
-    .disable_signals()
-    // Whole seconds only: round up, so actix never cuts before the drain deadline.
-    .shutdown_timeout(p.drain_timeout.as_millis().div_ceil(1000).max(1) as u64)
-    .client_request_timeout(p.header_timeout)
-    .keep_alive(p.idle)
-    .max_connections(per_worker)
-    .backlog(4096)
-    .listen(sock)
-    .map_err(|e| format!("server.httpListenAddr: {e}"))?
-    .run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    Ok(handle)
+    )
 }
 
 /// Waits for the L4 sessions to end on their own until `deadline`, then cuts the rest; returns

@@ -377,6 +377,9 @@ async fn connection_cap_refuses_the_extra_connection() {
         2,
         "the refused connection never reached the backend"
     );
+    let rejected =
+        "gogate_connections_rejected_total{listener=\"tcp\",reason=\"max_connections\"} 1";
+    assert!(gw.metrics_text().await.contains(rejected));
 
     // The first two are unaffected.
     echo_roundtrip(&mut one, b"one again").await;

@@ -7,6 +7,7 @@ pub mod errors;
 mod forward;
 pub mod headers;
 mod ratelimit;
+pub mod server;
 pub(crate) mod upstream;
 mod websocket;
 

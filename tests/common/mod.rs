@@ -228,6 +228,11 @@ pub struct TestGateway {
 }
 
 pub async fn try_gateway(yaml: &str) -> Result<TestGateway, String> {
+    try_gateway_with_workers(yaml, 1).await
+}
+
+/// Like [`try_gateway`] with `workers` worker threads per data-plane listener.
+pub async fn try_gateway_with_workers(yaml: &str, workers: usize) -> Result<TestGateway, String> {
     let mut cfg = gogate_config::load_str(yaml, None).map_err(|e| e.to_string())?;
     let s = &mut cfg.server;
     for addr in [&mut s.listen_addr, &mut s.http_listen_addr] {
@@ -251,7 +256,7 @@ pub async fn try_gateway(yaml: &str) -> Result<TestGateway, String> {
         config: cfg,
         file: None,
         log,
-        workers: Some(1),
+        workers: Some(workers),
         env_admin_token: None,
     })
     .await

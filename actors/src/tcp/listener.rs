@@ -26,6 +26,8 @@ struct Shared {
     max: usize,
     conn_total: IntCounter,
     conn_active: IntGauge,
+    /// Connections refused at the cap.
+    rejected: IntCounter,
     /// Turns `true` once to end every running session (`CloseSessions`).
     cut: watch::Sender<bool>,
 }
@@ -67,6 +69,9 @@ impl ListenerActor {
                 max,
                 conn_total: metrics.connections_total.with_label_values(&["tcp"]),
                 conn_active: metrics.connections_active.with_label_values(&["tcp"]),
+                rejected: metrics
+                    .connections_rejected
+                    .with_label_values(&["tcp", "max_connections"]),
                 cut: watch::channel(false).0,
             }),
             workers: workers.max(1),
@@ -147,6 +152,7 @@ async fn accept_loop(
         }
         if shared.active.fetch_add(1, Ordering::Relaxed) >= shared.max {
             shared.active.fetch_sub(1, Ordering::Relaxed);
+            shared.rejected.inc();
             // Refuse at once with a reset rather than a FIN the client might mistake for data.
             let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
             continue;
