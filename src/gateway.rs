@@ -9,11 +9,12 @@ use crate::listeners::{
     self, drain_sessions, ControlServer, Current, ListenerManagerActor, ProxyParts, TakeListeners,
     Taken,
 };
-use actix::{Actor, Addr, Supervisor};
+use actix::Addr;
 use actix_web::web;
 use gogate_actors::config_actor::StopHealthChecks;
 use gogate_actors::registry::RegistrySink;
 use gogate_actors::reload::SetListenerSink;
+use gogate_actors::supervise;
 use gogate_actors::tcp::listener::{GetActiveSessions, StopAccepting};
 use gogate_actors::{ConfigActor, Metrics, MetricsActor, RegistryActor, Stats};
 use gogate_config::Config;
@@ -118,10 +119,10 @@ impl Gateway {
         let config_actor =
             ConfigActor::new(cfg.clone(), opts.file.clone(), Arc::clone(&metrics), &log);
         let cell = config_actor.cell();
-        let config_addr = Supervisor::start(move |_| config_actor);
+        let config_addr = supervise::start("config", &log, move |_| config_actor);
         let metrics_actor = {
             let (m, c) = (Arc::clone(&metrics), cell.clone());
-            Supervisor::start(move |_| MetricsActor::new(m, c))
+            supervise::start("metrics", &log, move |_| MetricsActor::new(m, c))
         };
         // Registrations become registry backends through the config actor (RegistryUpsert /
         // RegistryRemove), so they join snapshots and survive reloads.
@@ -132,7 +133,9 @@ impl Gateway {
                 log.clone(),
             );
             let sink = RegistrySink::to(&config_addr);
-            Supervisor::start(move |_| RegistryActor::new(&rc, Some(sink), gauge, &rlog))
+            supervise::start("registry", &log, move |_| {
+                RegistryActor::new(&rc, Some(sink), gauge, &rlog)
+            })
         });
         // 3. The data-plane listeners, owned by the manager that moves them on reload.
         let limits = &s.limits;
@@ -204,7 +207,9 @@ impl Gateway {
             admin,
             metrics,
         };
-        let listeners = ListenerManagerActor::new(parts, current).start();
+        let listeners = supervise::start("listeners", &log, move |_| {
+            ListenerManagerActor::new(parts, current)
+        });
         // Awaited, so no reload triggered after the start can miss the listener manager.
         config_addr
             .send(SetListenerSink(listeners.clone().recipient()))

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod cli;
 pub mod demo;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod gateway;
 pub mod listeners;
 pub mod proxy;

@@ -17,6 +17,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use gogate_actors::reload::ApplyListeners;
 use gogate_actors::snapshot::SnapshotCell;
+use gogate_actors::supervise;
 use gogate_actors::tcp::bind_listener;
 use gogate_actors::tcp::listener::{CloseSessions, GetActiveSessions, StopAccepting};
 use gogate_actors::{ListenerActor, Metrics, Stats};
@@ -57,10 +58,9 @@ pub fn start_tcp(sock: TcpListener, p: &ProxyParts) -> Result<Addr<ListenerActor
         p.workers,
         &p.log,
     )
-    .map_err(|e| format!("server.listenAddr: {e}"))?;
-    Ok(actor
-        .with_max_connections(p.max_connections as usize)
-        .start())
+    .map_err(|e| format!("server.listenAddr: {e}"))?
+    .with_max_connections(p.max_connections as usize);
+    Ok(supervise::start("tcp-listener", &p.log, move |_| actor))
 }
 
 /// Starts the L7 proxy server on a bound socket (`proxy::server`).
@@ -175,6 +175,9 @@ impl ListenerManagerActor {
         }
     }
 }
+
+/// Its state (the current listeners) is the truth; a restart keeps it as it is.
+impl Supervised for ListenerManagerActor {}
 
 impl Actor for ListenerManagerActor {
     type Context = Context<Self>;

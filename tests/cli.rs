@@ -10,11 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gogate");
+/// The binary under test: `GOGATE_BIN` when set (CI points it at the release build, to test
+/// the binary as shipped), else the one cargo built for these tests.
+fn bin() -> String {
+    std::env::var("GOGATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gogate").to_string())
+}
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn gogate(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(bin());
     c.args(args)
         .env_remove("GOGATE_CONFIG")
         .env_remove("GOGATE_ADMIN_TOKEN")
@@ -748,4 +752,108 @@ fn demo_serves_both_backends_through_l7_and_l4() {
     p.sigterm();
     let status = p.wait(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{status}\nstderr:\n{}", p.stderr());
+}
+
+/// Reads the bound L4 address from the "gogate started" log line (the config asked for port 0).
+fn started_tcp_addr(p: &Proc) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = p.stdout();
+        if let Some(line) = out.lines().find(|l| l.contains("gogate started")) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
+            return v["tcp"]
+                .as_str()
+                .expect("tcp field in the start line")
+                .parse()
+                .expect("tcp address");
+        }
+        assert!(Instant::now() < deadline, "no start line in stdout:\n{out}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP echo backend (one thread per connection).
+fn echo_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut b = [0u8; 1024];
+                while let Ok(n) = s.read(&mut b) {
+                    if n == 0 || s.write_all(&b[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `logging.level: debug` works in the binary under test (CI runs this file against the
+/// release build too, where slog would compile debug lines out without its
+/// `release_max_level_debug` feature): each L4 session logs its debug line; at `info` it does
+/// not.
+#[test]
+fn debug_level_logs_each_tcp_session_and_info_does_not() {
+    let echo = echo_backend();
+    for level in ["debug", "info"] {
+        let admin = free_port();
+        let yaml = format!(
+            "server:\n  listenAddr: \"127.0.0.1:0\"\n  httpListenAddr: \"\"\n  backends: [{{addr: \"{echo}\"}}]\n  \
+             health: {{enabled: false}}\n  admin: {{listenAddr: \"127.0.0.1:{admin}\"}}\n  metrics: {{listenAddr: \"127.0.0.1:0\"}}\n\
+             logging: {{level: {level}, format: json}}\n"
+        );
+        let f = TempFile::new(&format!("log-{level}"), &yaml);
+        let mut p = Proc::spawn(gogate(&["-config", f.path()]));
+        wait_healthy(&mut p, addr(admin));
+        let tcp = started_tcp_addr(&p);
+        {
+            let mut s = TcpStream::connect_timeout(&tcp, Duration::from_secs(2)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).expect("echo through L4");
+            assert_eq!(&buf, b"ping");
+        }
+        // A later info line (the shutdown) proves the log is flushed past the session's end.
+        p.sigterm();
+        let status = p.wait(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0));
+        let out = p.stdout();
+        assert!(out.contains("shutdown complete"), "{out}");
+        let session_lines = out
+            .lines()
+            .filter(|l| l.contains("\"tcp session closed\""))
+            .count();
+        match level {
+            "debug" => assert_eq!(session_lines, 1, "one debug line per session:\n{out}"),
+            _ => assert_eq!(session_lines, 0, "no debug line at info:\n{out}"),
+        }
+    }
+}
+
+/// A panic while serving a request costs that request only, in the binary under test (the
+/// release profile must unwind, not abort). Needs the test-only `fault-injection` feature,
+/// which `cargo test` enables; CI builds its release binary for this file with it too.
+#[test]
+fn a_panicking_request_answers_500_and_the_process_serves_on() {
+    let (backend, arrived) = slow_backend(Duration::ZERO);
+    let (mut p, _f, http, _admin) = start_l7("panic", backend, "5s");
+    for _ in 0..3 {
+        let r = http_get(http, "/__gogate_fault/panic").expect("an answer, not a dead process");
+        assert_eq!(r.status, 500, "{r:?}");
+        assert_eq!(r.json()["error"], "internal error");
+    }
+    assert!(p.running(), "the process survived the panics");
+    let r = http_get(http, "/after").expect("still serving");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    assert_eq!(
+        arrived.load(Ordering::SeqCst),
+        1,
+        "only /after reached the backend"
+    );
+    p.sigterm();
+    assert_eq!(p.wait(Duration::from_secs(10)).code(), Some(0));
 }

@@ -51,7 +51,9 @@ fn sighup_reloads_the_file() {
         ))
     };
     std::fs::write(&path, cfg("round_robin")).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gogate"))
+    let bin =
+        std::env::var("GOGATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gogate").to_string());
+    let mut child = Command::new(bin)
         .args(["-config", path.to_str().expect("utf-8 path")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

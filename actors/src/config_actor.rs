@@ -19,6 +19,7 @@ use crate::reload::retire::Retiring;
 use crate::reload::watch::{self, FileWatch};
 use crate::reload::LastReload;
 use crate::snapshot::SnapshotCell;
+use crate::supervise;
 use actix::prelude::*;
 use gogate_config::Config;
 use slog::{info, Logger};
@@ -78,7 +79,7 @@ impl ConfigActor {
         let targets = health_targets(&config, &states, &actors);
         let health_sig = signature(&targets);
         let hlog = log.clone();
-        let health = Supervisor::start(move |_| HealthActor::new(targets, &hlog));
+        let health = supervise::start("health", log, move |_| HealthActor::new(targets, &hlog));
         let breaker = BreakerActor::start_bounded(log);
         let mut limits = RateLimits::new(&config.server.rate_limit);
         let snapshot = build_snapshot(
@@ -135,7 +136,7 @@ pub(crate) fn start_backend(
     let state = BackendState::new(upstream, addr, weight, source);
     let (st, lg) = (Arc::clone(&state), log.clone());
     // Supervised: a backend actor that fails restarts with the same shared state.
-    let actor = Supervisor::start(move |_| BackendActor::new(st, &lg));
+    let actor = supervise::start("backend", log, move |_| BackendActor::new(st, &lg));
     (state, actor)
 }
 
@@ -160,7 +161,31 @@ impl Actor for ConfigActor {
     }
 }
 
-impl Supervised for ConfigActor {}
+/// A panic may have struck half-way through applying a change: the actor goes back to the
+/// configuration it last published and brings its backends, health targets and snapshot in
+/// line with it (kept backends keep their state). `started` then watches the file again.
+impl Supervised for ConfigActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        let published = self.cell.load();
+        if !Arc::ptr_eq(&self.config, &published.config) {
+            // It was applying a new configuration: that reload failed. The file's hash stays
+            // recorded, so the same bytes are not applied again on their own (no crash loop).
+            let error = "the configuration actor panicked while applying this file; the last published configuration is kept".to_string();
+            self.metrics
+                .config_reloads
+                .with_label_values(&["failure"])
+                .inc();
+            self.last_reload = Some(crate::reload::LastReload {
+                time: SystemTime::now(),
+                error: Some(error),
+            });
+        }
+        self.config = Arc::clone(&published.config);
+        self.generation = published.generation;
+        self.health_sig.clear();
+        self.sync_backends(false);
+    }
+}
 
 /// Command: a registry service joins (or updates): it becomes a backend of the upstream named
 /// `name`, else of `default`. An address equal to a static backend of that upstream is that
@@ -317,5 +342,67 @@ impl Handler<StopHealthChecks> for ConfigActor {
 
     fn handle(&mut self, _: StopHealthChecks, _: &mut Context<Self>) {
         self.health.do_send(crate::health::StopProbing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervise;
+
+    /// A test-only fault: the handler starts applying `0` and panics half-way.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct CrashMidApply(Config);
+
+    impl Handler<CrashMidApply> for ConfigActor {
+        type Result = ();
+        fn handle(&mut self, msg: CrashMidApply, _: &mut Context<Self>) {
+            self.config = Arc::new(msg.0);
+            self.generation += 1;
+            panic!("injected fault in the configuration actor");
+        }
+    }
+
+    fn config(addrs: &[&str]) -> Config {
+        let list: Vec<String> = addrs.iter().map(|a| format!("{{addr: \"{a}\"}}")).collect();
+        let yaml = format!(
+            "server:\n  backends: [{}]\n  health: {{enabled: false}}\n",
+            list.join(", ")
+        );
+        gogate_config::load_str(&yaml, None).expect("valid config")
+    }
+
+    #[actix_rt::test]
+    async fn a_panic_mid_apply_restarts_from_the_published_configuration() {
+        let log = crate::logging::discard();
+        let actor = ConfigActor::new(config(&["127.0.0.1:1"]), None, Metrics::new(), &log);
+        let cell = actor.cell();
+        let addr = supervise::start("config", &log, move |_| actor);
+        let published = Arc::clone(&cell.load().config);
+
+        let crashed = addr.send(CrashMidApply(config(&["127.0.0.1:2"]))).await;
+        assert!(crashed.is_err(), "the crashing message gets no answer");
+
+        // Same address; the half-applied configuration is gone, the published one is back.
+        let info = addr.send(GetConfigInfo).await.expect("restarted");
+        assert_eq!(*info.config, *published);
+        assert_eq!(info.generation, 1);
+        let last = info.last_reload.expect("the failed apply is recorded");
+        assert!(last.error.is_some_and(|e| e.contains("panicked")));
+        let ids: Vec<String> = cell.load().backends().map(|b| b.id.clone()).collect();
+        assert_eq!(ids, ["default/127.0.0.1:1"]);
+
+        // And it works as before: a registration becomes a backend.
+        addr.send(RegistryUpsert {
+            id: "r".into(),
+            name: "default".into(),
+            addr: "127.0.0.1:3".into(),
+            weight: 1,
+        })
+        .await
+        .expect("actor alive");
+        let ids: Vec<String> = cell.load().backends().map(|b| b.id.clone()).collect();
+        assert_eq!(ids, ["default/127.0.0.1:1", "default/127.0.0.1:3"]);
     }
 }

@@ -10,6 +10,7 @@ pub mod config_actor;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod panics;
 pub mod ratelimit;
 pub mod registry;
 pub mod reload;
@@ -17,6 +18,7 @@ pub mod routing;
 pub mod snapshot;
 pub mod split;
 pub mod stats;
+pub mod supervise;
 pub mod tcp;
 
 pub use backend::state::{ActiveGuard, BackendState, BreakerPosition, Source};

@@ -1,12 +1,36 @@
 //! Structured logs (DESIGN B8): slog with JSON or text to stdout behind an asynchronous drain,
 //! so a request never waits on stdout. The level sits in an atomic in front of the async drain
 //! (filtered records cost nothing and the level can change on reload); when the channel is full
-//! records are dropped rather than blocking the data plane.
+//! records are dropped rather than blocking the data plane, and counted
+//! (`gogate_log_records_dropped_total`).
 
 use gogate_config::{LogFormat, LogLevel, LoggingConfig};
 use slog::{Drain, Level, Logger, OwnedKVList, Record};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// Records dropped because the log channel was full (process-wide, like the log itself).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Log records dropped so far because stdout could not keep up.
+pub fn dropped_records() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// The asynchronous channel to the writer thread, counting what a full channel drops.
+struct CountingAsync(slog_async::AsyncCore);
+
+impl Drain for CountingAsync {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        if self.0.log(record, values).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
 
 /// Shared, changeable minimum level.
 #[derive(Clone)]
@@ -86,15 +110,16 @@ pub fn build_logger(cfg: &LoggingConfig) -> Logging {
     }
 }
 
-fn async_from<D>(drain: D) -> (slog_async::Async, slog_async::AsyncGuard)
+fn async_from<D>(drain: D) -> (CountingAsync, slog_async::AsyncGuard)
 where
     D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
 {
-    slog_async::Async::new(drain)
+    let (core, guard) = slog_async::AsyncCore::custom(drain)
         .chan_size(16_384)
-        .overflow_strategy(slog_async::OverflowStrategy::Drop)
+        .blocking(false)
         .thread_name("gogate-log".into())
-        .build_with_guard()
+        .build_with_guard();
+    (CountingAsync(core), guard)
 }
 
 /// A logger that discards everything (tests, `validate`).

@@ -3,6 +3,7 @@
 //! snapshot is built; per-backend gauges and byte counters are derived from the published
 //! backend atomics when Prometheus scrapes, so the request path never touches a label map.
 
+use crate::panics::{self, PanicSite};
 use crate::snapshot::SnapshotCell;
 use actix::prelude::*;
 use prometheus::{
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub panics: IntCounterVec,
     /// Client connections refused at accept, by listener and reason.
     pub connections_rejected: IntCounterVec,
+    /// Log records dropped because stdout could not keep up (derived at scrape time).
+    pub log_dropped: IntCounter,
     started: Instant,
 }
 
@@ -163,6 +166,14 @@ impl Metrics {
                 "Client connections refused at accept.",
                 &["listener", "reason"],
             ),
+            log_dropped: reg(
+                &r,
+                IntCounter::new(
+                    "gogate_log_records_dropped_total",
+                    "Log records dropped because the log writer could not keep up.",
+                )
+                .expect("valid metric"),
+            ),
             started: Instant::now(),
             registry: r,
         };
@@ -283,6 +294,15 @@ impl MetricsActor {
                 *sent.entry(&b.addr).or_default() += b.bytes_sent();
                 *received.entry(&b.addr).or_default() += b.bytes_received();
             }
+        }
+        let dropped = crate::logging::dropped_records();
+        m.log_dropped
+            .inc_by(dropped.saturating_sub(m.log_dropped.get()));
+        m.panics.reset();
+        for site in PanicSite::ALL {
+            m.panics
+                .with_label_values(&[site.label()])
+                .inc_by(panics::count(site));
         }
         m.rate_limit_keys.reset();
         for k in &snap.keyed_rate_limits {

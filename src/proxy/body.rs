@@ -6,9 +6,11 @@
 use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures_util::Stream;
+use gogate_actors::panics::{self, PanicSite};
 use gogate_actors::ActiveGuard;
-use slog::{info, Logger};
+use slog::{error, info, Logger};
 use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -127,13 +129,17 @@ impl AccessRecord {
     }
 }
 
-/// Upstream response body on its way to the client.
+/// Upstream response body on its way to the client. A panic while producing it ends this
+/// response (the client sees the body cut short) and is counted; the worker lives on.
 pub struct ResponseBody<S> {
     inner: S,
     sent: u64,
     record: Option<AccessRecord>,
     guard: Option<ActiveGuard>,
     bytes_in: Rc<Cell<u64>>,
+    /// Test-only fault: panic on the first poll (`fault::PANIC_BODY_PATH`).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) panic_on_poll: bool,
 }
 
 impl<S> ResponseBody<S> {
@@ -149,6 +155,8 @@ impl<S> ResponseBody<S> {
             record,
             guard,
             bytes_in,
+            #[cfg(feature = "fault-injection")]
+            panic_on_poll: false,
         }
     }
 }
@@ -156,15 +164,38 @@ impl<S> ResponseBody<S> {
 impl<S, E> Stream for ResponseBody<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: From<std::io::Error>,
 {
     type Item = Result<Bytes, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.sent += chunk.len() as u64;
+        let this = &mut *self;
+        #[cfg(feature = "fault-injection")]
+        let fault = std::mem::take(&mut this.panic_on_poll);
+        let inner = &mut this.inner;
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(feature = "fault-injection")]
+            if fault {
+                panic!("injected fault: panic in a response body");
+            }
+            Pin::new(inner).poll_next(cx)
+        }));
+        match polled {
+            Ok(Poll::Ready(Some(Ok(chunk)))) => {
+                this.sent += chunk.len() as u64;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Ok(other) => other,
+            Err(p) => {
+                panics::record(PanicSite::HttpRequest);
+                if let Some(r) = &this.record {
+                    error!(r.log, "response body panicked; the response is cut short";
+                           "request_id" => &r.request_id, "panic" => panics::message(p.as_ref()));
+                }
+                let cut = std::io::Error::other("the response body panicked");
+                Poll::Ready(Some(Err(E::from(cut))))
+            }
         }
-        polled
     }
 }
 

@@ -229,7 +229,12 @@ fn respond(
     }
     ex.record_metrics(w, route, status.as_u16());
     let record = ex.access_record(w, &route.name, status.as_u16());
-    let stream = ResponseBody::new(resp.body, record, Some(guard), ex.bytes_in.clone());
+    #[allow(unused_mut)]
+    let mut stream = ResponseBody::new(resp.body, record, Some(guard), ex.bytes_in.clone());
+    #[cfg(feature = "fault-injection")]
+    {
+        stream.panic_on_poll = crate::fault::body_panics(ex.req.path());
+    }
     // The upstream's header map moves into the response as it is (no per-header copy).
     let mut res = match content_length {
         Some(n) => {

@@ -20,9 +20,12 @@ use gogate_actors::{BackendState, GatewaySnapshot, SnapshotCell, Stats};
 
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{web, HttpRequest, HttpResponse};
-use slog::{Drain, Logger};
+use futures_util::FutureExt;
+use gogate_actors::panics::{self, PanicSite};
+use slog::{error, Drain, Logger};
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -138,20 +141,56 @@ impl Exchange {
     }
 }
 
-/// The proxy handler (actix-web default service of the L7 listener).
+/// The proxy handler (actix-web default service of the L7 listener). A panic while serving
+/// the request costs that request only: it is answered with a 500, logged and counted
+/// (`gogate_panics_total{where="http_request"}`), and the worker goes on serving.
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     w: web::Data<ProxyWorker>,
 ) -> HttpResponse {
     let started = Instant::now();
+    let request_id = headers::request_id(req.headers());
+    let (method, path) = (req.method().clone(), req.path().to_string());
+    let served = AssertUnwindSafe(serve(req, payload, &w, request_id.clone(), started));
+    match served.catch_unwind().await {
+        Ok(res) => res,
+        Err(p) => {
+            panics::record(PanicSite::HttpRequest);
+            error!(w.log, "request handler panicked; answered 500";
+                   "method" => method.as_str(), "path" => path, "request_id" => &request_id,
+                   "panic" => panics::message(p.as_ref()));
+            w.stats
+                .record_request(false, started.elapsed().as_micros() as u64);
+            let mut res = errors::json_error(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                &request_id,
+            );
+            // Whatever the handler left half-read must not be taken for the next request.
+            res.head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+            res
+        }
+    }
+}
+
+async fn serve(
+    req: HttpRequest,
+    payload: web::Payload,
+    w: &ProxyWorker,
+    request_id: String,
+    started: Instant,
+) -> HttpResponse {
+    #[cfg(feature = "fault-injection")]
+    crate::fault::on_request(req.path());
     let snap = w.cell.load();
     let peer = req
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut ex = Exchange {
-        request_id: headers::request_id(req.headers()),
+        request_id,
         fwd: headers::forwarded(&snap, peer, req.headers()),
         snap,
         req,
@@ -170,7 +209,7 @@ pub async fn handle(
     if headers::head_size(ex.req.method().as_str(), uri_len, ex.req.headers())
         > limits.max_header_bytes as usize
     {
-        return ex.fail(&w, None, GatewayError::HeadersTooLarge);
+        return ex.fail(w, None, GatewayError::HeadersTooLarge);
     }
     let declared = ex
         .req
@@ -179,7 +218,7 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if limits.max_body_bytes > 0 && declared.is_some_and(|n| n > limits.max_body_bytes) {
-        return ex.fail(&w, None, GatewayError::BodyTooLarge);
+        return ex.fail(w, None, GatewayError::BodyTooLarge);
     }
 
     let snap = Arc::clone(&ex.snap);
@@ -199,17 +238,17 @@ pub async fn handle(
     };
     let Some(route) = route else {
         let limit = snap.unmatched_rate_limit.as_ref();
-        if let Some(res) = ratelimit::enforce(&w, &mut ex, None, limit) {
+        if let Some(res) = ratelimit::enforce(w, &mut ex, None, limit) {
             return res;
         }
-        return ex.fail(&w, None, GatewayError::NoRoute);
+        return ex.fail(w, None, GatewayError::NoRoute);
     };
-    if let Some(res) = ratelimit::enforce(&w, &mut ex, Some(route), route.rate_limit.as_ref()) {
+    if let Some(res) = ratelimit::enforce(w, &mut ex, Some(route), route.rate_limit.as_ref()) {
         return res;
     }
     let target = route.pick_target(ex.req.headers());
     if websocket::is_upgrade(&ex.req) {
-        return websocket::tunnel(&w, &mut ex, route, target, payload).await;
+        return websocket::tunnel(w, &mut ex, route, target, payload).await;
     }
-    forward::forward(&w, &mut ex, route, target, payload).await
+    forward::forward(w, &mut ex, route, target, payload).await
 }

@@ -6,7 +6,8 @@
 //! on a timer (so the change shows in metrics and `/backends` without traffic), and logs.
 
 use super::machine::{Breaker, BreakerSettings, Transition};
-use crate::backend::state::BackendState;
+use crate::backend::state::{BackendState, BreakerPosition};
+use crate::supervise;
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::collections::HashMap;
@@ -39,12 +40,11 @@ impl BreakerActor {
         }
     }
 
-    /// Starts the actor with its bounded mailbox (must run inside an actix system).
+    /// Starts the actor, supervised, with its bounded mailbox (inside an actix system).
     pub fn start_bounded(log: &Logger) -> Addr<Self> {
-        let log = log.clone();
-        BreakerActor::create(move |ctx| {
+        supervise::start("breaker", log, |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-            BreakerActor::new(&log)
+            BreakerActor::new(log)
         })
     }
 
@@ -119,6 +119,36 @@ impl BreakerActor {
 
 impl Actor for BreakerActor {
     type Context = Context<Self>;
+
+    /// Also runs after a restart: every open breaker gets its half-open timer back.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let pending: Vec<(String, Option<Instant>)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.machine.position() == BreakerPosition::Open)
+            .map(|(id, e)| (id.clone(), e.machine.half_open_at()))
+            .collect();
+        for (id, at) in pending {
+            let timer = Self::arm(&id, at, ctx);
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.timer = Some(timer);
+            }
+        }
+    }
+}
+
+/// A panic may have struck between a machine's transition and its publication: each machine
+/// is rebuilt from the position the data plane sees (`Breaker::restore`); the timers, cancelled
+/// by the restart, are armed again by `started`.
+impl Supervised for BreakerActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        let now = Instant::now();
+        for e in self.entries.values_mut() {
+            e.timer = None;
+            e.machine = Breaker::restore(e.machine.settings(), e.backend.breaker(), now);
+            e.backend.release_trip_report();
+        }
+    }
 }
 
 /// Event: a backend's consecutive failures reached `failureThreshold` (at most one queued per
@@ -257,5 +287,37 @@ mod tests {
         };
         addr.send(msg).await.expect("actor alive");
         assert_eq!(b.breaker(), BreakerPosition::Closed);
+    }
+
+    /// A test-only fault: the handler panics.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Crash;
+
+    impl Handler<Crash> for BreakerActor {
+        type Result = ();
+        fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+            panic!("injected fault in the breaker actor");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_panic_restarts_the_actor_with_open_breakers_still_timed() {
+        let addr = BreakerActor::start_bounded(&quiet());
+        let b = BackendState::new("default", "127.0.0.1:4", 1, Source::Static);
+        trip(&addr, &b).await;
+        assert_eq!(b.breaker(), BreakerPosition::Open);
+        assert!(
+            addr.send(Crash).await.is_err(),
+            "the crashing message has no answer"
+        );
+        // Same address, same published state; the open breaker's timer was re-armed.
+        wait_for(&b, BreakerPosition::HalfOpen).await;
+        probe(&addr, &b, true).await;
+        probe(&addr, &b, true).await;
+        assert_eq!(b.breaker(), BreakerPosition::Closed);
+        // And a new trip still opens it.
+        trip(&addr, &b).await;
+        assert_eq!(b.breaker(), BreakerPosition::Open);
     }
 }

@@ -81,6 +81,18 @@ impl Breaker {
         }
     }
 
+    /// The breaker as last published (an actor restart rebuilds its machines from the
+    /// published positions): an open one waits a whole `timeout` again from `now`, since when
+    /// it opened was lost; a half-open one counts its successes afresh.
+    pub fn restore(settings: BreakerSettings, position: BreakerPosition, now: Instant) -> Self {
+        Breaker {
+            settings,
+            position,
+            half_open_at: (position == BreakerPosition::Open).then(|| now + settings.timeout),
+            successes: 0,
+        }
+    }
+
     pub fn position(&self) -> BreakerPosition {
         self.position
     }
@@ -272,4 +284,27 @@ mod tests {
             (1, 4, Duration::from_secs(7))
         );
     }
+
+    #[test]
+    fn restored_machines_continue_from_the_published_position() {
+        let t0 = Instant::now();
+        let open = Breaker::restore(SETTINGS_FOR_RESTORE, BreakerPosition::Open, t0);
+        assert_eq!(open.half_open_at(), Some(t0 + SETTINGS_FOR_RESTORE.timeout));
+        let mut open = open;
+        assert_eq!(open.on_timer(t0), None);
+        assert_eq!(
+            open.on_timer(t0 + SETTINGS_FOR_RESTORE.timeout),
+            Some(Transition::HalfOpened)
+        );
+        let mut half = Breaker::restore(SETTINGS_FOR_RESTORE, BreakerPosition::HalfOpen, t0);
+        assert_eq!(half.on_probe(true, t0), Some(Transition::Closed));
+        let closed = Breaker::restore(SETTINGS_FOR_RESTORE, BreakerPosition::Closed, t0);
+        assert_eq!(closed.half_open_at(), None);
+    }
+
+    const SETTINGS_FOR_RESTORE: BreakerSettings = BreakerSettings {
+        failure_threshold: 3,
+        success_threshold: 1,
+        timeout: Duration::from_secs(30),
+    };
 }

@@ -7,13 +7,16 @@
 
 use super::session::{self, SessionContext};
 use crate::metrics::Metrics;
+use crate::panics::{self, PanicSite};
 use crate::ratelimit::admit_connection;
 use crate::snapshot::SnapshotCell;
 use crate::stats::Stats;
 use actix::prelude::*;
+use futures_util::FutureExt;
 use prometheus::{IntCounter, IntGauge};
-use slog::{info, warn, Logger};
+use slog::{error, info, warn, Logger};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,9 +118,24 @@ impl Actor for ListenerActor {
             let stop = self.stop.subscribe();
             let log = self.log.clone();
             arbiter.spawn(async move {
-                match tokio::net::TcpListener::from_std(clone) {
-                    Ok(listener) => accept_loop(listener, shared, stop).await,
-                    Err(e) => warn!(log, "cannot start an accept loop"; "error" => e.to_string()),
+                let listener = match tokio::net::TcpListener::from_std(clone) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        warn!(log, "cannot start an accept loop"; "error" => e.to_string());
+                        return;
+                    }
+                };
+                // A panic in the loop must not leave this worker deaf: count it, start again.
+                loop {
+                    let run = accept_loop(&listener, Arc::clone(&shared), stop.clone());
+                    match AssertUnwindSafe(run).catch_unwind().await {
+                        Ok(()) => return,
+                        Err(p) => {
+                            panics::record(PanicSite::TcpSession);
+                            error!(log, "tcp accept loop panicked; restarting it";
+                                   "panic" => panics::message(p.as_ref()));
+                        }
+                    }
                 }
             });
             self.arbiters.push(arbiter);
@@ -126,8 +144,12 @@ impl Actor for ListenerActor {
     }
 }
 
+/// Accept loops and sessions run outside the actor, on the worker arbiters; a restart of the
+/// actor (after a panic in a handler) leaves them running: `started` starts loops only once.
+impl Supervised for ListenerActor {}
+
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
+    listener: &tokio::net::TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -174,8 +196,14 @@ async fn accept_loop(
         let mut cut = shared.cut.subscribe();
         actix_rt::spawn(async move {
             let _slot = SlotGuard(&shared);
+            // A panic ends this session only (its sockets close as it unwinds).
+            let serve = AssertUnwindSafe(session::serve(sock, peer, &shared.ctx)).catch_unwind();
             tokio::select! {
-                _ = session::serve(sock, peer, &shared.ctx) => {}
+                done = serve => if let Err(p) = done {
+                    panics::record(PanicSite::TcpSession);
+                    error!(shared.ctx.log, "tcp session panicked; closed it";
+                           "client" => peer.to_string(), "panic" => panics::message(p.as_ref()));
+                },
                 // Dropping the session closes both of its sockets.
                 _ = cut.wait_for(|c| *c) => {}
             }
