@@ -488,3 +488,48 @@ async fn draining_keeps_established_sessions() {
     drop(old);
     gw.stop().await;
 }
+
+/// Chaos: a client that half-closes and a backend that reads but never answers nor closes. The
+/// session must still end at `timeouts.idle`, not linger with one direction finished.
+#[actix_rt::test]
+async fn half_closed_client_and_silent_backend_end_at_the_idle_timeout() {
+    let held: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
+    let keep = Arc::clone(&held);
+    let silent = backend(move |mut s: TcpStream| {
+        let keep = Arc::clone(&keep);
+        async move {
+            // Read what comes (the FIN too), then hold the socket open without a word.
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            keep.lock().unwrap().push(s);
+        }
+    })
+    .await;
+    let gw = gateway(&tcp_only(
+        &[&silent.addr_str()],
+        "  timeouts: {idle: 300ms}\n",
+    ))
+    .await;
+    for _ in 0..3 {
+        let mut s = connect(&gw).await;
+        s.write_all(b"request, then EOF").await.expect("write");
+        s.shutdown().await.expect("half-close");
+        let quiet_since = Instant::now();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("the half-closed session outlived the idle timeout by seconds")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "no data from a silent backend");
+        assert!(quiet_since.elapsed() >= Duration::from_millis(250));
+    }
+    eventually("no L4 session left", || async {
+        gw.admin_get("/stats").await.json()["connections"]["active"] == 0
+    })
+    .await;
+    gw.stop().await;
+}

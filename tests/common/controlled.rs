@@ -54,6 +54,11 @@ async fn handler(knobs: web::Data<Arc<Knobs>>, name: web::Data<String>) -> HttpR
 impl Controlled {
     /// Starts on 127.0.0.1 with an ephemeral port, answering `status` (inside the test's system).
     pub async fn start(name: &str, status: u16) -> Controlled {
+        Self::start_at(name, status, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr` (e.g. the port of a backend that was stopped, to bring it back).
+    pub async fn start_at(name: &str, status: u16, addr: SocketAddr) -> Controlled {
         let knobs = Arc::new(Knobs::default());
         knobs.status.store(status, Ordering::SeqCst);
         let (k, n) = (Arc::clone(&knobs), name.to_string());
@@ -66,7 +71,7 @@ impl Controlled {
         .workers(1)
         .disable_signals()
         .shutdown_timeout(1)
-        .bind("127.0.0.1:0")
+        .bind(addr)
         .expect("bind upstream");
         let addr = server.addrs()[0];
         let server = server.run();
