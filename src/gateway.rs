@@ -119,7 +119,12 @@ impl Gateway {
         let config_actor =
             ConfigActor::new(cfg.clone(), opts.file.clone(), Arc::clone(&metrics), &log);
         let cell = config_actor.cell();
-        let config_addr = supervise::start("config", &log, move |_| config_actor);
+        let config_addr = supervise::start("config", &log, move |ctx| {
+            // Bounded: admin requests wait (`send`) when it is full, the registry delivers one
+            // change at a time, the watcher's `try_send` drops (a pending check covers it).
+            ctx.set_mailbox_capacity(CONFIG_MAILBOX);
+            config_actor
+        });
         let metrics_actor = {
             let (m, c) = (Arc::clone(&metrics), cell.clone());
             supervise::start("metrics", &log, move |_| MetricsActor::new(m, c))
@@ -329,6 +334,9 @@ impl Gateway {
               "l7_connections_cut" => l7_cut, "l4_sessions_cut" => l4_cut);
     }
 }
+
+/// Messages the configuration actor may have queued.
+const CONFIG_MAILBOX: usize = 64;
 
 /// How often the shutdown looks at what is still open.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);

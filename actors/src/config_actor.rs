@@ -147,7 +147,8 @@ impl Actor for ConfigActor {
         let Some(file) = self.file.clone() else {
             return;
         };
-        self.watch = watch::watch(&file, ctx.address(), &self.log);
+        let dropped = self.metrics.messages_dropped.with_label_values(&["config"]);
+        self.watch = watch::watch(&file, ctx.address(), dropped, &self.log);
         // The file may have changed between its first read and this watch: check once.
         ctx.spawn(
             async move { tokio::fs::read(&file).await.ok() }

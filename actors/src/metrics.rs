@@ -180,6 +180,14 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }
+        // Families whose series should read 0 before anything happens.
+        for actor in ["breaker", "config"] {
+            m.messages_dropped.with_label_values(&[actor]);
+        }
+        for listener in ["http", "tcp"] {
+            m.connections_rejected
+                .with_label_values(&[listener, "max_connections"]);
+        }
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();

@@ -7,11 +7,12 @@
 
 use super::spec::ServiceSpec;
 use super::store::{Full, Registration, Service, ServiceStore};
-use super::RegistrySink;
+use super::{upsert_of, RegistrySink, RegistryUpsert};
 use actix::prelude::*;
 use gogate_config::RegistryConfig;
 use prometheus::IntGauge;
 use slog::{info, warn, Logger};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 pub struct RegistryActor {
@@ -20,6 +21,11 @@ pub struct RegistryActor {
     /// `None` until the config actor accepts registry events (the registry still serves the
     /// admin API).
     sink: Option<RegistrySink>,
+    /// Changes not yet taken by the sink, latest per service id (`None` = removed): bounded
+    /// by the number of services, however fast the admin API writes.
+    outbox: BTreeMap<String, Option<RegistryUpsert>>,
+    /// A delivery is on its way (one at a time).
+    delivering: bool,
     gauge: IntGauge,
     log: Logger,
 }
@@ -36,9 +42,34 @@ impl RegistryActor {
             store: ServiceStore::new(cfg.default_ttl.get(), cfg.max_services as usize),
             cleanup_interval: cfg.cleanup_interval.get(),
             sink,
+            outbox: BTreeMap::new(),
+            delivering: false,
             gauge,
             log: log.new(slog::o!("component" => "registry")),
         }
+    }
+
+    /// Queues a change for the sink (replacing an undelivered one of the same id).
+    fn queue(&mut self, id: &str, change: Option<RegistryUpsert>) {
+        if self.sink.is_some() {
+            self.outbox.insert(id.to_string(), change);
+        }
+    }
+
+    /// Delivers queued changes one at a time, each after the previous was taken.
+    fn deliver(&mut self, ctx: &mut Context<Self>) {
+        if self.delivering {
+            return;
+        }
+        let (Some(sink), Some((id, change))) = (&self.sink, self.outbox.pop_first()) else {
+            return;
+        };
+        self.delivering = true;
+        let sent = sink.deliver(id, change);
+        ctx.spawn(sent.into_actor(self).map(|(), act, ctx| {
+            act.delivering = false;
+            act.deliver(ctx);
+        }));
     }
 
     /// Removes every service past its deadline, logging and reporting each.
@@ -57,12 +88,10 @@ impl RegistryActor {
         }
     }
 
-    fn expired(&self, s: &Service) {
+    fn expired(&mut self, s: &Service) {
         warn!(self.log, "service expired"; "id" => &s.id, "name" => &s.name,
               "address" => &s.address, "ttl_ms" => s.ttl.as_millis() as u64);
-        if let Some(sink) = &self.sink {
-            sink.remove(&s.id);
-        }
+        self.queue(&s.id, None);
     }
 
     fn publish_size(&self) {
@@ -74,12 +103,22 @@ impl Actor for RegistryActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.cleanup_interval, |act, _| act.sweep());
+        ctx.run_interval(self.cleanup_interval, |act, ctx| {
+            act.sweep();
+            act.deliver(ctx);
+        });
+        self.deliver(ctx);
     }
 }
 
-/// Restarted in place by its supervisor: the store survives, the timer is re-armed.
-impl Supervised for RegistryActor {}
+/// Restarted in place by its supervisor: the store and the outbox survive, the timer is
+/// re-armed, and delivery resumes (the one in flight was cancelled with the restart, so the
+/// receiver may see it twice: upserts and removals are idempotent there).
+impl Supervised for RegistryActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.delivering = false;
+    }
+}
 
 /// Command: register a service, or update the one with the spec's id.
 #[derive(Message)]
@@ -95,9 +134,17 @@ pub struct RegistryFull {
 impl Handler<Register> for RegistryActor {
     type Result = Result<Registration, RegistryFull>;
 
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.register(msg.0);
+        self.deliver(ctx);
+        r
+    }
+}
+
+impl RegistryActor {
+    fn register(&mut self, spec: ServiceSpec) -> Result<Registration, RegistryFull> {
         // An expired id registers anew (201); a full registry first drops what is due.
-        if let Some(id) = &msg.0.id {
+        if let Some(id) = &spec.id {
             self.sweep_id(id);
         }
         if self.store.is_full() {
@@ -105,7 +152,7 @@ impl Handler<Register> for RegistryActor {
         }
         let r = self
             .store
-            .register(msg.0, Instant::now(), SystemTime::now())
+            .register(spec, Instant::now(), SystemTime::now())
             .map_err(|Full { max }| {
                 warn!(self.log, "service registration refused: registry full"; "max_services" => max);
                 RegistryFull { max }
@@ -114,9 +161,8 @@ impl Handler<Register> for RegistryActor {
         info!(self.log, "service registered"; "id" => &s.id, "name" => &s.name,
               "address" => &s.address, "weight" => s.weight, "ttl_ms" => s.ttl.as_millis() as u64,
               "update" => matches!(r, Registration::Updated(_)));
-        if let Some(sink) = &self.sink {
-            sink.upsert(s);
-        }
+        let id = s.id.clone();
+        self.queue(&id, Some(upsert_of(s)));
         self.publish_size();
         Ok(r)
     }
@@ -130,8 +176,9 @@ pub struct Heartbeat(pub String);
 impl Handler<Heartbeat> for RegistryActor {
     type Result = bool;
 
-    fn handle(&mut self, msg: Heartbeat, _: &mut Context<Self>) -> bool {
+    fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) -> bool {
         self.sweep_id(&msg.0);
+        self.deliver(ctx);
         self.store
             .heartbeat(&msg.0, Instant::now(), SystemTime::now())
     }
@@ -145,18 +192,17 @@ pub struct Deregister(pub String);
 impl Handler<Deregister> for RegistryActor {
     type Result = bool;
 
-    fn handle(&mut self, msg: Deregister, _: &mut Context<Self>) -> bool {
+    fn handle(&mut self, msg: Deregister, ctx: &mut Context<Self>) -> bool {
         self.sweep_id(&msg.0);
-        let Some(s) = self.store.deregister(&msg.0) else {
-            return false;
-        };
-        info!(self.log, "service deregistered"; "id" => &s.id, "name" => &s.name,
-              "address" => &s.address);
-        if let Some(sink) = &self.sink {
-            sink.remove(&s.id);
+        let removed = self.store.deregister(&msg.0);
+        if let Some(s) = &removed {
+            info!(self.log, "service deregistered"; "id" => &s.id, "name" => &s.name,
+                  "address" => &s.address);
+            self.queue(&s.id, None);
+            self.publish_size();
         }
-        self.publish_size();
-        true
+        self.deliver(ctx);
+        removed.is_some()
     }
 }
 
@@ -171,8 +217,9 @@ pub struct GetServices {
 impl Handler<GetServices> for RegistryActor {
     type Result = MessageResult<GetServices>;
 
-    fn handle(&mut self, msg: GetServices, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: GetServices, ctx: &mut Context<Self>) -> Self::Result {
         self.sweep();
+        self.deliver(ctx);
         MessageResult(self.store.list(msg.name.as_deref(), msg.tag.as_deref()))
     }
 }
@@ -185,8 +232,9 @@ pub struct GetService(pub String);
 impl Handler<GetService> for RegistryActor {
     type Result = Option<Service>;
 
-    fn handle(&mut self, msg: GetService, _: &mut Context<Self>) -> Option<Service> {
+    fn handle(&mut self, msg: GetService, ctx: &mut Context<Self>) -> Option<Service> {
         self.sweep_id(&msg.0);
+        self.deliver(ctx);
         self.store.get(&msg.0).cloned()
     }
 }

@@ -132,3 +132,41 @@ async fn a_late_heartbeat_between_sweeps_expires_instead_of_reviving() {
         "an expired id registers anew"
     );
 }
+
+#[actix_rt::test]
+async fn a_burst_of_changes_is_delivered_one_at_a_time_latest_per_id() {
+    let (reg, events, _) = start(Dur::secs(30), Dur::secs(5));
+    // 200 updates of two ids, sent without waiting for each other.
+    let sends = (1..=100u32).flat_map(|w| {
+        ["a", "b"].map(|id| {
+            let mut s = spec(id);
+            s.weight = w;
+            reg.send(Register(s))
+        })
+    });
+    for r in futures_util::future::join_all(sends).await {
+        r.expect("actor alive").expect("registered");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let last = |id: &str| {
+            events.lock().unwrap().iter().rev().find_map(|e| match e {
+                Event::Upsert(i, _, _, w) if i == id => Some(*w),
+                _ => None,
+            })
+        };
+        if last("a") == Some(100) && last("b") == Some(100) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "latest state never arrived"
+        );
+        settle().await;
+    }
+    let n = events.lock().unwrap().len();
+    assert!(
+        n < 200,
+        "undelivered changes of one id coalesce: {n} events"
+    );
+}

@@ -18,8 +18,10 @@ pub use store::{Registration, Service, ServiceStore};
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 
-/// Where registry events go (the config actor, which owns backends). Sends are `do_send`: the
-/// registry never waits on the receiver.
+/// Where registry events go (the config actor, which owns backends). The registry sends one
+/// event at a time and waits for the receiver to take it (so the receiver's bounded mailbox
+/// never overflows); changes made meanwhile wait in the registry's outbox, one per service id
+/// (see `RegistryActor`), so that queue is bounded by the number of services.
 #[derive(Clone)]
 pub struct RegistrySink {
     upsert: Recipient<RegistryUpsert>,
@@ -40,16 +42,36 @@ impl RegistrySink {
         RegistrySink::new(addr.clone().recipient(), addr.clone().recipient())
     }
 
-    pub(crate) fn upsert(&self, s: &Service) {
-        self.upsert.do_send(RegistryUpsert {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            addr: s.address.clone(),
-            weight: s.weight,
-        });
+    /// Delivers one change (`None` = the service left); resolves once the receiver took it
+    /// (or is gone).
+    pub(crate) fn deliver(
+        &self,
+        id: String,
+        change: Option<RegistryUpsert>,
+    ) -> futures_util::future::LocalBoxFuture<'static, ()> {
+        match change {
+            Some(up) => {
+                let sent = self.upsert.send(up);
+                Box::pin(async move {
+                    let _ = sent.await;
+                })
+            }
+            None => {
+                let sent = self.remove.send(RegistryRemove { id });
+                Box::pin(async move {
+                    let _ = sent.await;
+                })
+            }
+        }
     }
+}
 
-    pub(crate) fn remove(&self, id: &str) {
-        self.remove.do_send(RegistryRemove { id: id.to_string() });
+/// The upsert event for a service.
+pub(crate) fn upsert_of(s: &Service) -> RegistryUpsert {
+    RegistryUpsert {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        addr: s.address.clone(),
+        weight: s.weight,
     }
 }

@@ -13,6 +13,7 @@
 use crate::config_actor::{ConfigActor, FileChanged};
 use actix::Addr;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use prometheus::IntCounter;
 use slog::{info, warn, Logger};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -69,7 +70,12 @@ impl Relevant {
 
 /// Starts watching the directory of `file`; `None` (after a warning) when that fails, since
 /// `SIGHUP` and `POST /reload` still work.
-pub fn watch(file: &Path, actor: Addr<ConfigActor>, log: &Logger) -> Option<FileWatch> {
+pub fn watch(
+    file: &Path,
+    actor: Addr<ConfigActor>,
+    dropped: IntCounter,
+    log: &Logger,
+) -> Option<FileWatch> {
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -102,9 +108,11 @@ pub fn watch(file: &Path, actor: Addr<ConfigActor>, log: &Logger) -> Option<File
         .name("gogate-config-watch".into())
         .spawn(move || {
             debounce(&rx, DEBOUNCE, MAX_DELAY, || {
-                // A full mailbox already holds a pending notification: dropping this one loses
-                // nothing.
-                let _ = actor.try_send(FileChanged);
+                // A full mailbox is busy with other work; the next event (or `POST /reload`)
+                // checks the file again. Counted, so an operator can tell.
+                if actor.try_send(FileChanged).is_err() {
+                    dropped.inc();
+                }
             })
         });
     if let Err(e) = spawned {
