@@ -1,6 +1,7 @@
-//! `limits.maxConnections` on the L7 listener: one cap for the whole listener (not per worker
-//! thread); connections beyond it are refused at once with a 503 and `Connection: close` while
-//! the connections already held keep being served; refusals are counted.
+//! The L7 listener's client connections: `limits.maxConnections` is one cap for the whole
+//! listener (not per worker thread); connections beyond it are refused at once with a 503 and
+//! `Connection: close` while those held keep being served; refusals are counted; and every
+//! accepted socket has Nagle off.
 mod common;
 use common::*;
 
@@ -108,5 +109,44 @@ async fn connections_over_the_cap_are_refused_at_once_and_held_ones_keep_working
     })
     .await;
     drop(held);
+    gw.stop().await;
+}
+
+/// The gateway-side socket of each L7 client connection has Nagle off: a response written in
+/// pieces (head, then body chunks as they come) must not wait ~40 ms for the client's delayed
+/// ACK. Checked on the socket itself (the gateway runs in this process), not with a timer.
+#[actix_rt::test]
+async fn client_connections_have_nagle_off() {
+    use std::os::fd::BorrowedFd;
+    let up = Upstream::new("a").start().await;
+    let gw = gateway(&backends_yaml(&[&up.addr_str()], "")).await;
+    let mut s = TcpStream::connect(gw.http.expect("http listener"))
+        .await
+        .expect("connect");
+    assert_eq!(request(&mut s, "/nodelay").await.0, 200);
+    let client = s.local_addr().expect("client address");
+    let mut found = None;
+    for entry in std::fs::read_dir("/proc/self/fd")
+        .expect("list fds")
+        .flatten()
+    {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: only getsockopt/getpeername on a descriptor number of this process; a
+        // descriptor closed meanwhile makes them fail, which is skipped.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&borrowed);
+        let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
+        if peer == Some(client) {
+            found = Some(sock.nodelay().expect("TCP_NODELAY readable"));
+        }
+    }
+    assert_eq!(
+        found,
+        Some(true),
+        "the gateway's socket for this client has TCP_NODELAY"
+    );
+    drop(s);
     gw.stop().await;
 }

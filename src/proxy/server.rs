@@ -173,6 +173,10 @@ pub fn start(
                     async move { signal.notified().await }
                 })
                 .keep_alive(keep_alive)
+                // A response is often written in pieces (head, then body chunks as the upstream
+                // sends them): with Nagle on, a small piece waits for the client's delayed ACK
+                // (~40 ms). actix-http leaves Nagle on unless told.
+                .tcp_nodelay(true)
                 .client_request_timeout(header_timeout)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 .local_addr(addr)
