@@ -8,7 +8,7 @@
 #        [--reload-every S] [--p99-ratio X] [--p99-slack-ms MS] [--no-install] [--keep] [--help]
 #   --duration S      traffic time, default 600            --interval S   sample period, default 10
 #   --out FILE        Markdown result (default bench/soak-result.md); a .json twin beside it
-#   --rate N          keep-alive wrk (-c16, GET/HEAD/POST mix) target req/s, default 400
+#   --rate N          keep-alive wrk (-c16, GET/POST mix) target req/s, default 400
 #   --close-rate N    Connection: close wrk (-c4) target req/s, default 40
 #   --l4-rate N       L4 connect/exchange/close per second, default 20
 #   --flap-period S / --flap-down S   backend b3 is killed every S s (first at 20 s) and
@@ -301,15 +301,15 @@ python3 "$LIB" l4client --port "$P_L4" --rate "$L4_RATE" --out "$L4OUT" 2>>"$WOR
 L4PID=$!
 track "$L4PID"
 
-printf '%s\n%s\n' \
-  "| t (s) | RSS MB | fds | gogate CPU % | req/s | p50 ms | p99 ms | p99 close ms | L4 ok / err | 502 / 503 / 504 | other HTTP err | socket err c/r/w/t | err % | events |" \
-  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+python3 "$LIB" header
 
 T0="$(now)"
 next_flap=$FLAP_FIRST next_up=0 next_reload=$RELOAD_EVERY
-ALIVE=1
+ALIVE=1 ROWPID=""
 cpu_ticks() { awk '{s=$0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13]}' "/proc/$GG/stat" 2>/dev/null || echo 0; }
+host_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 prev_ticks="$(cpu_ticks)"
+read -r prev_hbusy prev_htotal < <(host_ticks)
 for ((i = 1; i <= SLICES; i++)); do
   s_start="$(now)"
   SLICE_EVENTS=""
@@ -344,15 +344,24 @@ for ((i = 1; i <= SLICES; i++)); do
   thr="$(awk '/^Threads:/ {print $2}' "/proc/$GG/status" 2>/dev/null || echo 0)"
   fds="$({ find "/proc/$GG/fd" -mindepth 1 -maxdepth 1 2>/dev/null || true; } | wc -l)"
   ticks="$(cpu_ticks)"
-  python3 "$LIB" row --samples "$SAMPLES" --t "$(since "$T0")" \
+  read -r hbusy htotal < <(host_ticks)
+  # the row is computed while the next interval's traffic already runs (no gap between slices)
+  [ -z "$ROWPID" ] || wait "$ROWPID" 2>/dev/null || true
+  t_end="$(awk -v a="$T0" -v b="$s_end" 'BEGIN{printf "%.1f", b-a}')"
+  # (the L4 client writes a second's line when the next second starts: give it 0.5 s)
+  { sleep 0.5; python3 "$LIB" row --samples "$SAMPLES" --t "$t_end" \
     --dt "$(awk -v a="$s_start" -v b="$s_end" 'BEGIN{print b-a}')" \
     --rss-kb "$rss" --fds "$fds" --threads "$thr" --cpu-ticks $(( ticks - prev_ticks )) --hz "$HZ" \
+    --host-busy $(( hbusy - prev_hbusy )) --host-total $(( htotal - prev_htotal )) \
     --ka "$WORK/wrk/ka.$i" --close "$WORK/wrk/close.$i" --l4 "$L4OUT" \
-    --t-from "${s_start%.*}" --t-to "${s_end%.*}" --flap "$in_flap" --events "$SLICE_EVENTS" || say "interval $i: sample not recorded"
-  prev_ticks=$ticks
+    --t-from "${s_start%.*}" --t-to "${s_end%.*}" --flap "$in_flap" --events "$SLICE_EVENTS" \
+    || say "interval $i: sample not recorded"; } &
+  ROWPID=$!
+  prev_ticks=$ticks prev_hbusy=$hbusy prev_htotal=$htotal
 done
 
 # ------------------------------------------------------------------ verdict
+[ -z "$ROWPID" ] || wait "$ROWPID" 2>/dev/null || true
 kill -TERM "$L4PID" 2>/dev/null || true
 [ "$FLAP_STATE" = down ] && flap_up
 health=000

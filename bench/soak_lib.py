@@ -6,6 +6,7 @@
                                         paced short HTTP exchanges through gogate's L4 port;
                                         one line per second: "epoch ok e_connect e_reset
                                         e_timeout e_bad lat_ms,lat_ms,..."
+    soak_lib.py header                  the Markdown table header
     soak_lib.py jfield PATH...          print fields (dotted paths) of the JSON on stdin
     soak_lib.py row ...                 one interval: parse wrk/L4 output, append a JSON
                                         sample, print the Markdown table row
@@ -191,17 +192,18 @@ def fmt(v, nd=1):
     return "—" if v is None else ("%.*f" % (nd, v))
 
 
-HEADER = ("| t (s) | RSS MB | fds | gogate CPU % | req/s | p50 ms | p99 ms | p99 close ms "
+HEADER = ("| t (s) | RSS MB | fds | gogate CPU % | host CPU % | req/s | p50 ms | p99 ms | p99 close ms "
           "| L4 ok / err | 502 / 503 / 504 | other HTTP err | socket err c/r/w/t | err % | events |")
-SEP = "|" + "---|" * 14
+SEP = "|" + "---|" * 15
 
 
 def row_md(s):
     w = s["wrk"]
     l4 = s["l4"]
     ev = "; ".join(s["events"]) if s["events"] else ""
-    return "| %d | %s | %d | %s | %s | %s | %s | %s | %d / %d | %d / %d / %d | %d | %d/%d/%d/%d | %s | %s |" % (
-        s["t"], fmt(s["rss_kb"] / 1024.0), s["fds"], fmt(s["cpu_pct"]), fmt(w["rps"], 0),
+    return "| %d | %s | %d | %s | %s | %s | %s | %s | %s | %d / %d | %d / %d / %d | %d | %d/%d/%d/%d | %s | %s |" % (
+        s["t"], fmt(s["rss_kb"] / 1024.0), s["fds"], fmt(s["cpu_pct"]), fmt(s.get("host_cpu_pct"), 0),
+        fmt(w["rps"], 0),
         fmt(w["p50_ms"], 2), fmt(w["p99_ms"], 2), fmt(w["p99_close_ms"], 2),
         l4["ok"], l4["errors"], w["c502"], w["c503"], w["c504"], w["other_http"],
         w["err_connect"], w["err_read"], w["err_write"], w["err_timeout"],
@@ -229,6 +231,7 @@ def cmd_row(a):
     sample = {
         "t": a.t, "dt": round(a.dt, 3), "rss_kb": a.rss_kb, "fds": a.fds, "threads": a.threads,
         "cpu_pct": round(100.0 * a.cpu_ticks / a.hz / a.dt, 1) if a.dt > 0 else None,
+        "host_cpu_pct": round(100.0 * a.host_busy / a.host_total, 1) if a.host_total > 0 else None,
         "wrk": {
             "requests": tot["requests"],
             "rps": round(tot["requests"] / dur, 1),
@@ -389,7 +392,8 @@ def cmd_report(a):
                                meta.get("flap_down"), meta.get("flap_period"),
                                meta.get("reload_every")))
     lines.append("- p99 / p50 are the keep-alive wrk's (the main traffic); req/s counts both "
-                 "wrk processes; err % = (non-2xx/3xx + socket errors + L4 errors) / attempts.")
+                 "wrk processes; gogate CPU % is of one core, host CPU % of all cores (other "
+                 "jobs included); err % = (non-2xx/3xx + socket errors + L4 errors) / attempts.")
     lines += ["", HEADER, SEP] + [row_md(s) for s in samples] + [""]
     lines.append("## Verdict: %s" % ("PASS" if ok else "FAIL"))
     lines.append("")
@@ -423,6 +427,7 @@ def main():
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--out", required=True)
+    sub.add_parser("header")
     p = sub.add_parser("jfield")
     p.add_argument("paths", nargs="+")
     p = sub.add_parser("row")
@@ -434,6 +439,8 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cpu-ticks", type=int, default=0)
     p.add_argument("--hz", type=int, default=100)
+    p.add_argument("--host-busy", type=int, default=0)
+    p.add_argument("--host-total", type=int, default=0)
     p.add_argument("--ka", required=True)
     p.add_argument("--close", required=True)
     p.add_argument("--l4", required=True)
@@ -454,7 +461,7 @@ def main():
         a.t = int(round(a.t))
     if a.cmd == "report":
         a.health = int(a.health) if str(a.health).isdigit() else 0
-    {"ports": cmd_ports, "l4client": cmd_l4client, "jfield": cmd_jfield, "row": cmd_row,
+    {"header": lambda _: print(HEADER + "\n" + SEP), "ports": cmd_ports, "l4client": cmd_l4client, "jfield": cmd_jfield, "row": cmd_row,
      "report": cmd_report}[a.cmd](a)
 
 
