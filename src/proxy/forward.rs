@@ -10,6 +10,7 @@ use super::upstream::{self, Framing, Payload, UpstreamError, UpstreamResponse};
 use super::{Exchange, ProxyWorker};
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -219,7 +220,12 @@ fn respond(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    hdrs.remove(CONTENT_LENGTH);
+    // 204 and 304 never carry a body, whatever they announce (a 304 keeps the Content-Length
+    // of the representation, which actix writes as given); other lengths are actix's to write.
+    let bodyless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if status != StatusCode::NOT_MODIFIED {
+        hdrs.remove(CONTENT_LENGTH);
+    }
     route.response_headers.apply(&mut hdrs);
     if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
         hdrs.insert(HeaderName::from_static("x-request-id"), v);
@@ -237,6 +243,11 @@ fn respond(
     }
     // The upstream's header map moves into the response as it is (no per-header copy).
     let mut res = match content_length {
+        _ if bodyless => {
+            // The upstream body already ended (no body); dropping it logs and releases now.
+            drop(stream);
+            HttpResponse::with_body(status, ()).map_into_boxed_body()
+        }
         Some(n) => {
             HttpResponse::with_body(status, SizedStream::new(n, stream)).map_into_boxed_body()
         }

@@ -4,6 +4,7 @@
 
 pub mod config_file;
 pub mod controlled;
+pub mod scripted;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};

@@ -244,12 +244,26 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, UpstreamError> {
     )))
 }
 
-/// Decides the response body framing and removes the framing and hop-by-hop headers.
+/// How the response body is framed, and whether the connection may carry another request once
+/// the body ends where that framing says.
+pub(super) struct ResponseFraming {
+    pub kind: Kind,
+    /// False when the response cannot be trusted to end where it says: a bodyless response
+    /// (to HEAD, or 204/304) that announced a body with chunked framing, or a 204 with a
+    /// non-zero length. Its stray bytes could be read as the next request's response.
+    pub clean: bool,
+}
+
+/// Decides the response body framing from the head as received (RFC 9112 6.3), then removes
+/// the framing and hop-by-hop headers from what is forwarded. `Content-Length` stays when it
+/// describes the body (or, for HEAD and 304, the body a GET would get), even if `Connection`
+/// lists it: framing toward the client is the gateway's own.
 pub(super) fn response_kind(
     method: &Method,
     status: StatusCode,
     headers: &mut HeaderMap,
-) -> Result<Kind, UpstreamError> {
+) -> Result<ResponseFraming, UpstreamError> {
+    // 1. Framing, before any header is dropped.
     let te = headers.get_all(TRANSFER_ENCODING).last().map(|v| {
         let last = v
             .as_bytes()
@@ -258,10 +272,27 @@ pub(super) fn response_kind(
             .unwrap_or_default();
         last.trim_ascii().eq_ignore_ascii_case(b"chunked")
     });
+    // Transfer-Encoding overrides Content-Length, which must not be passed on then.
+    let length = match te {
+        Some(_) => {
+            headers.remove(CONTENT_LENGTH);
+            None
+        }
+        None => content_length(headers)?,
+    };
+    let no_content = status == StatusCode::NO_CONTENT;
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || no_content
+        || status == StatusCode::NOT_MODIFIED;
+    let clean = !no_body || (te.is_none() && !(no_content && length.is_some_and(|n| n > 0)));
+
+    // 2. Hop-by-hop headers leave the forwarded set only now.
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
+        .filter(|n| *n != CONTENT_LENGTH)
         .collect();
     for name in listed {
         headers.remove(name);
@@ -269,22 +300,17 @@ pub(super) fn response_kind(
     headers.remove(CONNECTION);
     headers.remove("keep-alive");
     headers.remove(TRANSFER_ENCODING);
-    if te.is_some() {
-        // Transfer-Encoding overrides Content-Length, which must not be passed on then.
+    if no_content || status.is_informational() {
         headers.remove(CONTENT_LENGTH);
     }
-    let length = content_length(headers)?;
-    let no_body = *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    Ok(match (te, length) {
+    let kind = match (te, length) {
         _ if no_body => Kind::Done,
         (Some(true), _) => Kind::Chunked(ChunkedDecoder::default()),
         (Some(false), _) | (None, None) => Kind::UntilEof,
         (None, Some(0)) => Kind::Done,
         (None, Some(n)) => Kind::Length(n),
-    })
+    };
+    Ok(ResponseFraming { kind, clean })
 }
 
 /// The response's Content-Length (all values must agree); normalised to a single header.

@@ -218,11 +218,15 @@ fn finish(
     mut head: Head,
     sent_all: bool,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    let kind = response_kind(req.method, head.status, &mut head.headers)?;
-    let reusable = head.keep_alive
-        && sent_all
-        && !kind.until_eof()
-        && head.status != StatusCode::SWITCHING_PROTOCOLS;
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        // Only the upgrade tunnel asks to switch protocols; this request did not.
+        return Err(UpstreamError::Protocol(
+            "101 Switching Protocols to a request that asked for no upgrade".into(),
+        ));
+    }
+    let framing = response_kind(req.method, head.status, &mut head.headers)?;
+    let kind = framing.kind;
+    let reusable = head.keep_alive && sent_all && framing.clean && !kind.until_eof();
     let release = reusable.then(|| Release {
         pool: Rc::clone(t.pool),
         addr: t.addr.to_string(),
