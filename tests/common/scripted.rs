@@ -38,14 +38,14 @@ pub struct Scripted {
 }
 
 impl Scripted {
-    /// `scripts`: request path → behaviour; unknown paths get a 200 "ok".
+    /// `scripts`: request path → behaviour; a path listed several times behaves as listed for
+    /// its successive requests, then like its last entry; unknown paths get a 200 "ok".
     pub async fn start(scripts: Vec<(&str, Script)>) -> Scripted {
-        let scripts: Arc<HashMap<String, Script>> = Arc::new(
-            scripts
-                .into_iter()
-                .map(|(p, s)| (p.to_string(), s))
-                .collect(),
-        );
+        let mut by_path: HashMap<String, Vec<Script>> = HashMap::new();
+        for (p, s) in scripts {
+            by_path.entry(p.to_string()).or_default().push(s);
+        }
+        let scripts = Arc::new(Mutex::new(by_path));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -89,7 +89,11 @@ impl Scripted {
     }
 }
 
-async fn serve(mut s: TcpStream, scripts: &HashMap<String, Script>, seen: &Mutex<Vec<String>>) {
+async fn serve(
+    mut s: TcpStream,
+    scripts: &Mutex<HashMap<String, Vec<Script>>>,
+    seen: &Mutex<Vec<String>>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -122,9 +126,14 @@ async fn serve(mut s: TcpStream, scripts: &HashMap<String, Script>, seen: &Mutex
         let line = head.lines().next().unwrap_or_default().to_string();
         let path = line.split(' ').nth(1).unwrap_or("/").to_string();
         seen.lock().unwrap().push(line);
-        let script = scripts.get(&path).cloned().unwrap_or(Script::Reply(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-        ));
+        let script = {
+            let mut scripts = scripts.lock().unwrap();
+            match scripts.get_mut(&path) {
+                Some(list) if list.len() > 1 => list.remove(0),
+                Some(list) => list[0].clone(),
+                None => Script::Reply(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()),
+            }
+        };
         match script {
             Script::Reply(bytes) => {
                 if s.write_all(&bytes).await.is_err() {
@@ -205,11 +214,24 @@ impl RawClient {
 
     /// Sends `method path` and reads its response (no body expected for HEAD, 1xx, 204, 304).
     pub async fn request(&mut self, method: &str, path: &str) -> Result<RawResponse, String> {
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n");
-        self.s
-            .write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
+        self.request_with_body(method, path, b"").await
+    }
+
+    /// Sends `method path` with `body` (Content-Length framed when not empty).
+    pub async fn request_with_body(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<RawResponse, String> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut wire = req.into_bytes();
+        wire.extend_from_slice(body);
+        self.s.write_all(&wire).await.map_err(|e| e.to_string())?;
         tokio::time::timeout(Duration::from_secs(5), self.read_response(method == "HEAD"))
             .await
             .map_err(|_| format!("no complete response to {method} {path} within 5 s"))?

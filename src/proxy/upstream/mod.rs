@@ -158,14 +158,33 @@ async fn connect(t: &Target<'_>) -> Result<PooledConn, UpstreamError> {
     })
 }
 
-/// Head and body already serialised: try a pooled connection, and on a stale one (closed before
-/// any response byte) once more on a fresh connection.
+/// Longest a pooled connection may have been idle to carry a non-idempotent request. An
+/// upstream may close an idle connection just as a request goes out on it; a request lost that
+/// way must not be sent again unless it is idempotent, so those others avoid the race instead:
+/// they only take a connection that was busy a moment ago (upstream keep-alive timeouts are a
+/// few seconds at the least), or open a new one.
+pub const NON_IDEMPOTENT_MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// Methods that may be sent again after a failure (DESIGN B11).
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Head and body already serialised: try a pooled connection, and when it turns out stale
+/// (closed before any response byte) send again on a fresh one, if that is safe: nothing of the
+/// request left (its first write failed), or the method is idempotent. Otherwise it is a 502,
+/// as with nginx and hyper: the upstream may have acted on it.
 async fn in_hand(
     t: &Target<'_>,
     req: &Request<'_>,
     wire: BytesMut,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    let mut pooled = t.pool.checkout(t.addr, t.settings);
+    let idempotent = is_idempotent(req.method);
+    let max_idle = (!idempotent).then_some(NON_IDEMPOTENT_MAX_IDLE);
+    let mut pooled = t.pool.checkout(t.addr, t.settings, max_idle);
     loop {
         let mut conn = match pooled.take() {
             Some(c) => c,
@@ -173,17 +192,27 @@ async fn in_hand(
         };
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let exchange = async {
-            conn.stream
-                .write_all(&wire)
+            // A failed first write sent nothing: the request provably never left.
+            let first = conn
+                .stream
+                .write(&wire)
                 .await
-                .map_err(|e| UpstreamError::Closed(e.to_string()))?;
-            read_head(&mut conn.stream, &mut buf).await
+                .map_err(|e| (false, UpstreamError::Closed(e.to_string())))?;
+            conn.stream
+                .write_all(&wire[first..])
+                .await
+                .map_err(|e| (true, UpstreamError::Closed(e.to_string())))?;
+            read_head(&mut conn.stream, &mut buf)
+                .await
+                .map_err(|e| (true, e))
         };
         match timeout(t.response_timeout, exchange).await {
             Err(_) => return Err(UpstreamError::Timeout),
-            Ok(Err(UpstreamError::Closed(_))) if conn.reused => continue,
-            Ok(Err(UpstreamError::Closed(m))) => return Err(UpstreamError::Protocol(m)),
-            Ok(Err(e)) => return Err(e),
+            Ok(Err((sent, UpstreamError::Closed(_)))) if conn.reused && (idempotent || !sent) => {
+                continue
+            }
+            Ok(Err((_, UpstreamError::Closed(m)))) => return Err(UpstreamError::Protocol(m)),
+            Ok(Err((_, e))) => return Err(e),
             Ok(Ok(head)) => return finish(t, req, conn, buf, head, true),
         }
     }

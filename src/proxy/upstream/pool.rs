@@ -33,8 +33,14 @@ pub struct ConnPool {
 }
 
 impl ConnPool {
-    /// The most recently used live connection to `addr`, if any.
-    pub fn checkout(&self, addr: &str, settings: &PoolSettings) -> Option<PooledConn> {
+    /// The most recently used live connection to `addr`, if any; with `max_idle`, only one idle
+    /// for less than that (older ones stay pooled for requests that may take them).
+    pub fn checkout(
+        &self,
+        addr: &str,
+        settings: &PoolSettings,
+        max_idle: Option<Duration>,
+    ) -> Option<PooledConn> {
         if !settings.enabled {
             return None;
         }
@@ -42,6 +48,11 @@ impl ConnPool {
         let list = idle.get_mut(addr)?;
         let now = Instant::now();
         while let Some(c) = list.pop() {
+            if max_idle.is_some_and(|limit| now.duration_since(c.since) >= limit) {
+                // The newest left is too old for this request; the older ones are older still.
+                list.push(c);
+                return None;
+            }
             let expired = now.duration_since(c.since) >= settings.idle_timeout
                 || now.duration_since(c.created) >= settings.max_lifetime;
             if expired || !looks_alive(&c.stream) {
