@@ -5,7 +5,7 @@
 use crate::backend::state::BackendState;
 use crate::balance::Balancer;
 use crate::breaker::{BreakerActor, BreakerLink};
-use crate::metrics::{Metrics, OutcomeCounters, RouteMetrics};
+use crate::metrics::{IdleCounters, Metrics, OutcomeCounters, RouteMetrics};
 use crate::ratelimit::RateLimits;
 use crate::routing::{RouteRule, RouteTable};
 use crate::snapshot::*;
@@ -157,6 +157,7 @@ pub fn build_snapshot(
         limits: config.server.limits.clone(),
         access_log: config.logging.access_log,
         unmatched: RouteMetrics::new(metrics, "http", "none"),
+        idle_timeouts: IdleCounters::new(metrics),
         unmatched_rate_limit: limits.http(metrics, "none"),
         keyed_rate_limits: limits.keyed(),
         routes: RouteTable::new(routes),

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub connections_rejected: IntCounterVec,
     /// Log records dropped because stdout could not keep up (derived at scrape time).
     pub log_dropped: IntCounter,
+    /// Exchanges cut because a stream fell silent for `timeouts.idle`, by which stream.
+    pub idle_timeouts: IntCounterVec,
     started: Instant,
 }
 
@@ -166,6 +168,11 @@ impl Metrics {
                 "Client connections refused at accept.",
                 &["listener", "reason"],
             ),
+            idle_timeouts: counter(
+                "gogate_idle_timeouts_total",
+                "Exchanges cut after timeouts.idle without a byte, by what fell silent.",
+                &["kind"],
+            ),
             log_dropped: reg(
                 &r,
                 IntCounter::new(
@@ -188,6 +195,9 @@ impl Metrics {
             m.connections_rejected
                 .with_label_values(&[listener, "max_connections"]);
         }
+        for kind in IdleKind::ALL {
+            m.idle_timeouts.with_label_values(&[kind]);
+        }
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -198,6 +208,38 @@ impl Metrics {
 
     pub fn uptime_seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Label values of `gogate_idle_timeouts_total{kind}`.
+struct IdleKind;
+
+impl IdleKind {
+    const ALL: [&'static str; 4] = ["response_body", "request_body", "tunnel", "tcp"];
+}
+
+/// `gogate_idle_timeouts_total` handles, resolved when the snapshot is built.
+#[derive(Clone)]
+pub struct IdleCounters {
+    /// An upstream response body silent for `timeouts.idle` after its head.
+    pub response_body: IntCounter,
+    /// A client upload silent (or an upstream not taking it) for `timeouts.idle`.
+    pub request_body: IntCounter,
+    /// An upgraded (WebSocket) tunnel silent both ways.
+    pub tunnel: IntCounter,
+    /// An L4 session silent both ways.
+    pub tcp: IntCounter,
+}
+
+impl IdleCounters {
+    pub fn new(m: &Metrics) -> Self {
+        let c = |kind: &str| m.idle_timeouts.with_label_values(&[kind]);
+        IdleCounters {
+            response_body: c("response_body"),
+            request_body: c("request_body"),
+            tunnel: c("tunnel"),
+            tcp: c("tcp"),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::backend::state::{ActiveGuard, BackendState, BreakerPosition};
 use crate::balance::Balancer;
 use crate::breaker::BreakerLink;
-use crate::metrics::{OutcomeCounters, RouteMetrics};
+use crate::metrics::{IdleCounters, OutcomeCounters, RouteMetrics};
 use crate::ratelimit::{KeyedLimiter, RateLimitSnapshot};
 use crate::routing::{RouteRule, RouteTable};
 use crate::split::{self, StickyKey};
@@ -56,6 +56,8 @@ pub struct GatewaySnapshot {
     pub trusted_proxies: Vec<Cidr>,
     pub limits: LimitsConfig,
     pub access_log: bool,
+    /// Counts exchanges cut by `timeouts.idle`.
+    pub idle_timeouts: IdleCounters,
 }
 
 impl GatewaySnapshot {

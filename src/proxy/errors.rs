@@ -18,6 +18,8 @@ pub enum GatewayError {
     UpstreamTimeout,
     BadRequest(&'static str),
     RateLimited,
+    /// The client's body stalled for `timeouts.idle`.
+    BodyTimeout,
 }
 
 impl GatewayError {
@@ -35,6 +37,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -50,6 +53,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "upstream timed out",
             GatewayError::BadRequest(why) => why,
             GatewayError::RateLimited => "rate limit exceeded",
+            GatewayError::BodyTimeout => "request body timed out",
         }
     }
 
@@ -65,7 +69,10 @@ pub fn json_error(status: StatusCode, message: &str, request_id: &str) -> HttpRe
     if !request_id.is_empty() {
         res.insert_header(("x-request-id", request_id));
     }
-    if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
+    if status == StatusCode::BAD_REQUEST
+        || status == StatusCode::PAYLOAD_TOO_LARGE
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
         // The rest of the request may still be on the wire: do not reuse the connection.
         res.force_close();
     }

@@ -48,15 +48,22 @@ pub async fn forward(
         Body::Empty
     } else if let (false, Some(len)) = (chunked, content_length.filter(|l| *l <= REPLAY_LIMIT)) {
         let mut buf = BytesMut::with_capacity(len as usize);
-        while let Some(chunk) = payload.next().await {
-            match chunk {
-                Ok(c) => buf.extend_from_slice(&c),
-                Err(_) => {
+        // A client that declares a body and then stalls gets `timeouts.idle` between chunks.
+        let idle = target.upstream.timeouts.idle.get();
+        loop {
+            match tokio::time::timeout(idle, payload.next()).await {
+                Ok(Some(Ok(c))) => buf.extend_from_slice(&c),
+                Ok(None) => break,
+                Ok(Some(Err(_))) => {
                     return ex.fail(
                         w,
                         Some(route),
                         GatewayError::BadRequest("malformed request body"),
                     )
+                }
+                Err(_) => {
+                    ex.snap.idle_timeouts.request_body.inc();
+                    return ex.fail(w, Some(route), GatewayError::BodyTimeout);
                 }
             }
         }
@@ -93,6 +100,8 @@ pub async fn forward(
             pool: &w.pool,
             settings: &up.pool,
             response_timeout: target.request_timeout,
+            idle: up.timeouts.idle.get(),
+            idle_cuts: &ex.snap.idle_timeouts,
         };
         let request = upstream::Request {
             method: ex.req.method(),
@@ -110,14 +119,18 @@ pub async fn forward(
             Ok(resp) => return respond(w, ex, route, target, i, guard, resp),
             Err(e) => e,
         };
-        if let UpstreamError::Body(_) = err {
-            // The client's body failed (too large, or broken): not the backend's fault.
-            let why = if ex.exceeded.get() {
-                GatewayError::BodyTooLarge
-            } else {
-                GatewayError::BadRequest("malformed request body")
-            };
-            return ex.fail(w, Some(route), why);
+        match err {
+            // The client's body failed (too large, broken, stalled): not the backend's fault.
+            UpstreamError::Body(_) => {
+                let why = if ex.exceeded.get() {
+                    GatewayError::BodyTooLarge
+                } else {
+                    GatewayError::BadRequest("malformed request body")
+                };
+                return ex.fail(w, Some(route), why);
+            }
+            UpstreamError::ClientIdle => return ex.fail(w, Some(route), GatewayError::BodyTimeout),
+            _ => {}
         }
         up.record_outcome(&guard, false);
         target.counters[i].failure.inc();
@@ -134,7 +147,7 @@ pub async fn forward(
                     }
                 }
             }
-            UpstreamError::Timeout => {
+            UpstreamError::Timeout | UpstreamError::UpstreamIdle => {
                 return ex.fail(w, Some(route), GatewayError::UpstreamTimeout)
             }
             _ => return ex.fail(w, Some(route), GatewayError::UpstreamProtocol),

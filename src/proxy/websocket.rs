@@ -14,11 +14,18 @@ use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
 use gogate_actors::tcp::connect::{connect_eligible, ConnectFailure, Connected};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 
 /// `GET` with `Upgrade: websocket` and `Connection: upgrade`.
 pub fn is_upgrade(req: &HttpRequest) -> bool {
@@ -141,31 +148,93 @@ pub async fn tunnel(
 
     let (rd, mut wr) = stream.into_split();
     let bytes_in = ex.bytes_in.clone();
-    actix_rt::spawn(async move {
-        while let Some(Ok(chunk)) = payload.next().await {
-            bytes_in.set(bytes_in.get() + chunk.len() as u64);
-            if wr.write_all(&chunk).await.is_err() {
-                break;
+    let activity = Rc::new(Cell::new(Instant::now()));
+    let uplink = {
+        let activity = Rc::clone(&activity);
+        actix_rt::spawn(async move {
+            while let Some(Ok(chunk)) = payload.next().await {
+                activity.set(Instant::now());
+                bytes_in.set(bytes_in.get() + chunk.len() as u64);
+                if wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        })
+    };
+    let downlink = Downlink {
+        rd,
+        first: (!rest.is_empty()).then_some(rest),
+        activity,
+        idle: target.upstream.timeouts.idle.get(),
+        timer: None,
+        uplink,
+        cut: ex.snap.idle_timeouts.tunnel.clone(),
+    };
+    let body = ResponseBody::new(downlink, record, Some(guard), ex.bytes_in.clone());
+    builder.body(BodyStream::new(body))
+}
+
+/// The upstream → client half of a tunnel, which also ends the whole tunnel when neither side
+/// sent a byte for `timeouts.idle` (the other half, a task, is aborted when this is dropped).
+struct Downlink {
+    rd: OwnedReadHalf,
+    /// Bytes that came with the `101` head.
+    first: Option<Bytes>,
+    /// When either direction last moved a byte.
+    activity: Rc<Cell<Instant>>,
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    uplink: actix_rt::task::JoinHandle<()>,
+    cut: prometheus::IntCounter,
+}
+
+impl Stream for Downlink {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            this.activity.set(Instant::now());
+            return Poll::Ready(Some(Ok(first)));
+        }
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        match pin!(this.rd.read_buf(&mut buf)).poll(cx) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(None),
+            Poll::Ready(Ok(_)) => {
+                this.activity.set(Instant::now());
+                return Poll::Ready(Some(Ok(buf.freeze())));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+            Poll::Pending => {}
+        }
+        // Both directions may have been quiet: wait until `idle` after the last byte either way.
+        loop {
+            let quiet_until = this.activity.get() + this.idle;
+            if Instant::now() >= quiet_until {
+                this.cut.inc();
+                this.uplink.abort();
+                return Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the tunnel was silent both ways for timeouts.idle",
+                ))));
+            }
+            let timer = match &mut this.timer {
+                Some(t) => {
+                    t.as_mut().reset(quiet_until.into());
+                    t
+                }
+                slot @ None => slot.insert(Box::pin(tokio::time::sleep_until(quiet_until.into()))),
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
         }
-        let _ = wr.shutdown().await;
-    });
-    let first =
-        futures_util::stream::iter((!rest.is_empty()).then_some(Ok::<Bytes, std::io::Error>(rest)));
-    let upstream = futures_util::stream::unfold(Some(rd), |state| async move {
-        let mut rd = state?;
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        match rd.read_buf(&mut buf).await {
-            Ok(0) => None,
-            Ok(_) => Some((Ok(buf.freeze()), Some(rd))),
-            Err(e) => Some((Err(e), None)),
-        }
-    });
-    let body = ResponseBody::new(
-        Box::pin(first.chain(upstream)),
-        record,
-        Some(guard),
-        ex.bytes_in.clone(),
-    );
-    builder.body(BodyStream::new(body))
+    }
+}
+
+impl Drop for Downlink {
+    fn drop(&mut self) {
+        self.uplink.abort();
+    }
 }

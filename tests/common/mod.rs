@@ -51,6 +51,8 @@ pub struct Upstream {
     status: u16,
     delay: Duration,
     headers: Vec<(String, String)>,
+    /// How long the upstream keeps an idle keep-alive connection (actix's default otherwise).
+    keep_alive: Option<Duration>,
 }
 
 /// A running fake upstream.
@@ -75,10 +77,16 @@ impl Upstream {
             status: 200,
             delay: Duration::ZERO,
             headers: Vec::new(),
+            keep_alive: None,
         }
     }
     pub fn status(mut self, status: u16) -> Self {
         self.status = status;
+        self
+    }
+    /// Closes idle keep-alive connections after `d` (sooner than the gateway's pool expects).
+    pub fn keep_alive(mut self, d: Duration) -> Self {
+        self.keep_alive = Some(d);
         self
     }
     pub fn delay(mut self, delay: Duration) -> Self {
@@ -99,16 +107,19 @@ impl Upstream {
             hits: hits.clone(),
             seen: seen.clone(),
         });
-        let server = HttpServer::new(move || {
+        let keep_alive = self.keep_alive;
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .default_service(web::to(upstream_handler))
         })
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(1)
-        .bind("127.0.0.1:0")
-        .expect("bind upstream");
+        .shutdown_timeout(1);
+        if let Some(d) = keep_alive {
+            server = server.keep_alive(d);
+        }
+        let server = server.bind("127.0.0.1:0").expect("bind upstream");
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();

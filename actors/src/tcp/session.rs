@@ -59,6 +59,12 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, ctx: &SessionContext) {
     up.record_outcome(&guard, true);
     let _ = client.set_nodelay(true);
     let (sent, received, result) = relay(&client, &server, up.timeouts.idle.get(), backend).await;
+    if result
+        .as_ref()
+        .is_err_and(|e| e.kind() == io::ErrorKind::TimedOut)
+    {
+        snap.idle_timeouts.tcp.inc();
+    }
     tcp.counters[i].success.inc();
     let elapsed = started.elapsed();
     tcp.metrics.observe_duration(elapsed.as_secs_f64());

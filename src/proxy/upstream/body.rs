@@ -1,19 +1,23 @@
 //! The upstream response body, de-framed (length-bounded, chunked-decoded, or until EOF). When
 //! a keep-alive body ends exactly where its framing says, the connection goes back to the
-//! worker's pool for the next request.
+//! worker's pool for the next request. An upstream that falls silent mid-body for
+//! `timeouts.idle` is cut off (the client sees the response end early), so it cannot hold the
+//! client connection and the backend's in-flight slot forever.
 
 use super::pool::ConnPool;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
 use gogate_actors::snapshot::PoolSettings;
+use prometheus::IntCounter;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Longest chunk-size line accepted (size plus extensions).
 pub(super) const MAX_CHUNK_LINE: usize = 4096;
@@ -53,6 +57,12 @@ pub(super) enum Decoded {
     Done,
 }
 
+/// How long the upstream may stay silent mid-body, and what counts the cuts.
+pub(super) struct IdleLimit {
+    pub idle: Duration,
+    pub cut: IntCounter,
+}
+
 /// Response body from the upstream, de-framed (chunked decoded / length-bounded / until close).
 /// The connection is closed as soon as the body is complete (or when this is dropped).
 pub struct UpstreamBody {
@@ -62,16 +72,30 @@ pub struct UpstreamBody {
     eof: bool,
     /// Set when the connection may carry another request once this body ends cleanly.
     release: Option<Release>,
+    limit: IdleLimit,
+    /// Armed (lazily, once a read is pending) `idle` after the last byte; `armed` is cleared by
+    /// each byte received, so a re-arm is a reset of the same timer.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 impl UpstreamBody {
-    pub(super) fn new(io: TcpStream, buf: BytesMut, kind: Kind, release: Option<Release>) -> Self {
+    pub(super) fn new(
+        io: TcpStream,
+        buf: BytesMut,
+        kind: Kind,
+        release: Option<Release>,
+        limit: IdleLimit,
+    ) -> Self {
         let mut body = UpstreamBody {
             io: Some(io),
             buf,
             kind,
             eof: false,
             release,
+            limit,
+            timer: None,
+            armed: false,
         };
         if matches!(body.kind, Kind::Done) {
             body.complete();
@@ -95,6 +119,21 @@ impl UpstreamBody {
         self.io = None;
         self.release = None;
         self.buf = BytesMut::new();
+    }
+
+    /// A read is pending: has the upstream been silent for `idle`? (Arms the timer first.)
+    fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.limit.idle;
+        let timer = match (&mut self.timer, self.armed) {
+            (Some(t), true) => t,
+            (Some(t), false) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            (slot @ None, _) => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.armed = true;
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// Decodes what is buffered; `NeedMore` means a read is required.
@@ -157,13 +196,22 @@ impl Stream for UpstreamBody {
                 return Poll::Ready(None);
             };
             this.buf.reserve(READ_CHUNK);
-            match ready!(pin!(io.read_buf(&mut this.buf)).poll(cx)) {
-                Ok(0) => this.eof = true,
-                Ok(_) => {}
-                Err(e) => {
+            match pin!(io.read_buf(&mut this.buf)).poll(cx) {
+                Poll::Ready(Ok(0)) => this.eof = true,
+                Poll::Ready(Ok(_)) => this.armed = false,
+                Poll::Ready(Err(e)) => {
                     this.finish();
                     return Poll::Ready(Some(Err(e)));
                 }
+                Poll::Pending if this.silent_too_long(cx) => {
+                    this.limit.cut.inc();
+                    this.finish();
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the upstream sent nothing for timeouts.idle in the middle of the body",
+                    ))));
+                }
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

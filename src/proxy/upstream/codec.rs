@@ -10,8 +10,10 @@ use actix_web::http::header::{
 use actix_web::http::{Method, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Most response headers accepted in one head.
@@ -98,25 +100,53 @@ pub(super) enum SendError {
     Length(String),
 }
 
-/// Writes the head (one write), then each body chunk as it arrives, then the terminator.
+/// How an upload is going, for its idle bound: when it last moved (a chunk from the client, or
+/// a write to the upstream done), and which side it waits for now.
+pub(super) struct UploadProgress {
+    pub last: Cell<Instant>,
+    pub awaiting_client: Cell<bool>,
+}
+
+impl UploadProgress {
+    pub fn new() -> Self {
+        UploadProgress {
+            last: Cell::new(Instant::now()),
+            awaiting_client: Cell::new(false),
+        }
+    }
+
+    fn moved(&self) {
+        self.last.set(Instant::now());
+    }
+}
+
+/// Writes the head (one write), then each body chunk as it arrives, then the terminator,
+/// reporting each step to `progress`.
 pub(super) async fn send_request<W, S>(
     wr: &mut W,
     head: BytesMut,
     framing: Framing,
     mut body: S,
+    progress: &UploadProgress,
 ) -> Result<(), SendError>
 where
     W: AsyncWrite + Unpin,
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
     wr.write_all(&head).await.map_err(SendError::Io)?;
+    progress.moved();
     drop(head);
     if framing == Framing::None {
         return Ok(());
     }
     let mut sent: u64 = 0;
     let mut frame = BytesMut::new();
-    while let Some(chunk) = body.next().await {
+    loop {
+        progress.awaiting_client.set(true);
+        let next = body.next().await;
+        progress.awaiting_client.set(false);
+        progress.moved();
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(SendError::Body)?;
         if chunk.is_empty() {
             continue;
@@ -132,13 +162,17 @@ where
                 frame.extend_from_slice(&chunk);
                 frame.extend_from_slice(b"\r\n");
                 wr.write_all(&frame).await.map_err(SendError::Io)?;
+                progress.moved();
             }
             Framing::Length(n) if sent > n => {
                 return Err(SendError::Length(format!(
                     "request body is longer than its content-length {n}"
                 )));
             }
-            Framing::Length(_) => wr.write_all(&chunk).await.map_err(SendError::Io)?,
+            Framing::Length(_) => {
+                wr.write_all(&chunk).await.map_err(SendError::Io)?;
+                progress.moved();
+            }
         }
     }
     match framing {

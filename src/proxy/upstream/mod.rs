@@ -22,10 +22,11 @@ pub use pool::ConnPool;
 use actix_web::error::PayloadError;
 use actix_web::http::header::HeaderMap;
 use actix_web::http::{Method, StatusCode};
-use body::{Release, READ_CHUNK};
+use body::{IdleLimit, Release, READ_CHUNK};
 use bytes::{Bytes, BytesMut};
-use codec::{encode_head, response_kind, send_request, SendError};
+use codec::{encode_head, response_kind, send_request, SendError, UploadProgress};
 use futures_util::Stream;
+use gogate_actors::metrics::IdleCounters;
 use gogate_actors::snapshot::PoolSettings;
 use pool::PooledConn;
 use std::fmt;
@@ -46,6 +47,10 @@ pub enum UpstreamError {
     ConnectTimeout,
     /// No response head within the response timeout.
     Timeout,
+    /// The upstream took no byte of the request body for `timeouts.idle`.
+    UpstreamIdle,
+    /// The client sent no byte of its body for `timeouts.idle` while it was being forwarded.
+    ClientIdle,
     /// The client's body stream failed (e.g. the gateway's size limit tripped).
     Body(PayloadError),
     /// Malformed upstream response or I/O error after connecting.
@@ -61,6 +66,10 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Connect(e) => write!(f, "connect to upstream failed: {e}"),
             UpstreamError::ConnectTimeout => f.write_str("connect to upstream timed out"),
             UpstreamError::Timeout => f.write_str("upstream response timed out"),
+            UpstreamError::UpstreamIdle => {
+                f.write_str("the upstream stopped taking the request body")
+            }
+            UpstreamError::ClientIdle => f.write_str("the client's request body stalled"),
             UpstreamError::Body(e) => write!(f, "request body failed: {e}"),
             UpstreamError::Protocol(m) => write!(f, "upstream exchange failed: {m}"),
             UpstreamError::Closed(m) => write!(f, "upstream closed the connection: {m}"),
@@ -86,6 +95,10 @@ pub struct Target<'a> {
     pub settings: &'a PoolSettings,
     /// From the end of connect until the response head is read.
     pub response_timeout: Duration,
+    /// Longest silence of the upstream in the middle of a response body (`timeouts.idle`).
+    pub idle: Duration,
+    /// Counts the exchanges cut by it.
+    pub idle_cuts: &'a IdleCounters,
 }
 
 /// The request line and headers (the final upstream headers, framing headers excluded).
@@ -232,11 +245,25 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let (rd, wr) = conn.stream.split();
-    let exchange = exchange_head(rd, wr, &mut buf, head, framing, body);
-    let (head, sent_all) = timeout(t.response_timeout, exchange)
-        .await
-        .map_err(|_| UpstreamError::Timeout)??;
+    let limits = ExchangeLimits {
+        idle: t.idle,
+        response: t.response_timeout,
+    };
+    let exchanged = exchange_head(rd, wr, &mut buf, head, framing, body, limits).await;
+    if let Err(UpstreamError::ClientIdle | UpstreamError::UpstreamIdle) = exchanged {
+        t.idle_cuts.request_body.inc();
+    }
+    let (head, sent_all) = exchanged?;
     finish(t, req, conn, buf, head, sent_all)
+}
+
+/// The time limits of a streamed exchange: while the body goes out, `idle` between two steps of
+/// progress (a slow upload that keeps moving is never cut); once it is out, `response` for the
+/// response head.
+#[derive(Clone, Copy)]
+struct ExchangeLimits {
+    idle: Duration,
+    response: Duration,
 }
 
 fn finish(
@@ -265,7 +292,16 @@ fn finish(
     Ok(UpstreamResponse {
         status: head.status,
         headers: head.headers,
-        body: UpstreamBody::new(conn.stream, buf, kind, release),
+        body: UpstreamBody::new(
+            conn.stream,
+            buf,
+            kind,
+            release,
+            IdleLimit {
+                idle: t.idle,
+                cut: t.idle_cuts.response_body.clone(),
+            },
+        ),
     })
 }
 
@@ -279,14 +315,17 @@ async fn exchange_head<R, W, S>(
     head: BytesMut,
     framing: Framing,
     body: S,
+    limits: ExchangeLimits,
 ) -> Result<(Head, bool), UpstreamError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
-    let mut send = pin!(send_request(&mut wr, head, framing, body));
+    let progress = UploadProgress::new();
+    let mut send = pin!(send_request(&mut wr, head, framing, body, &progress));
     let mut recv = pin!(read_head(&mut rd, buf));
+    let mut deadline = pin!(tokio::time::sleep(limits.idle));
     let mut sending = true;
     let mut write_error: Option<io::Error> = None;
     loop {
@@ -303,6 +342,8 @@ where
             }
             sent = &mut send, if sending => {
                 sending = false;
+                // From now on the upstream has `response` to answer.
+                deadline.as_mut().reset(tokio::time::Instant::now() + limits.response);
                 match sent {
                     Ok(()) => {}
                     // The upstream may have answered and closed: keep reading the head.
@@ -310,6 +351,20 @@ where
                     Err(SendError::Body(e)) => return Err(UpstreamError::Body(e)),
                     Err(SendError::Length(m)) => return Err(UpstreamError::Protocol(m)),
                 }
+            }
+            () = &mut deadline => {
+                if !sending {
+                    return Err(UpstreamError::Timeout);
+                }
+                let quiet_until = progress.last.get() + limits.idle;
+                if Instant::now() >= quiet_until {
+                    return Err(if progress.awaiting_client.get() {
+                        UpstreamError::ClientIdle
+                    } else {
+                        UpstreamError::UpstreamIdle
+                    });
+                }
+                deadline.as_mut().reset(quiet_until.into());
             }
         }
     }

@@ -568,11 +568,15 @@ where
         max_lifetime: Duration::from_secs(300),
         connect_timeout,
     };
+    let metrics = gogate_actors::Metrics::new();
+    let idle_cuts = gogate_actors::metrics::IdleCounters::new(&metrics);
     let target = Target {
         addr,
         pool: &pool,
         settings: &settings,
         response_timeout,
+        idle: Duration::from_secs(60),
+        idle_cuts: &idle_cuts,
     };
     let request = Request {
         method,
