@@ -7,6 +7,9 @@ pub mod cli;
 pub mod demo;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+/// The upstream parsers, for the fuzz targets in `fuzz/` (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub use proxy::upstream::fuzzing;
 pub mod gateway;
 pub mod listeners;
 pub mod proxy;

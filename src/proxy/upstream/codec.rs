@@ -236,7 +236,7 @@ pub(crate) async fn read_head<R: AsyncRead + Unpin>(
 }
 
 /// Parses one response head at the start of `buf`: `None` when it is still incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, UpstreamError> {
+pub(super) fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, UpstreamError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let len = match resp.parse(buf) {

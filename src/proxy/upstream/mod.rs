@@ -9,6 +9,8 @@
 
 mod body;
 mod codec;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod pool;
 #[cfg(test)]
 mod tests;
