@@ -183,6 +183,8 @@ async fn hold(mut s: TcpStream) {
 /// One response as a raw client reads it.
 #[derive(Debug)]
 pub struct RawResponse {
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: String,
     pub status: u16,
     /// Header lines, lower-cased names.
     pub headers: Vec<(String, String)>,
@@ -237,6 +239,18 @@ impl RawClient {
             .map_err(|_| format!("no complete response to {method} {path} within 5 s"))?
     }
 
+    /// Writes raw bytes (several pipelined requests, say).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.expect("write");
+    }
+
+    /// Reads the next response (`head_request`: it answers a HEAD, so it has no body).
+    pub async fn read(&mut self, head_request: bool) -> Result<RawResponse, String> {
+        tokio::time::timeout(Duration::from_secs(5), self.read_response(head_request))
+            .await
+            .map_err(|_| "no complete response within 5 s".to_string())?
+    }
+
     async fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0u8; 4096];
         let n = self.s.read(&mut chunk).await.map_err(|e| e.to_string())?;
@@ -261,6 +275,7 @@ impl RawClient {
         self.buf.drain(..head_end);
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
+        let version = status_line.split(' ').next().unwrap_or_default().to_string();
         let status: u16 = status_line
             .split(' ')
             .nth(1)
@@ -306,6 +321,7 @@ impl RawClient {
             }
         }
         Ok(RawResponse {
+            version,
             status,
             headers,
             body,

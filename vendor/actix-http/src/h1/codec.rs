@@ -20,6 +20,17 @@ bitflags! {
     }
 }
 
+/// What the response to one request is framed by: whether it answers a HEAD, the request's
+/// HTTP version and its connection type. (gogate patch: the dispatcher decodes pipelined
+/// requests ahead of the response it is writing, so it captures this with each request and
+/// restores it before encoding that request's response; see GOGATE-PATCH.md.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResponseContext {
+    head: bool,
+    version: Version,
+    conn_type: ConnectionType,
+}
+
 /// HTTP/1 Codec
 pub struct Codec {
     config: ServiceConfig,
@@ -102,6 +113,24 @@ impl Codec {
     #[inline]
     pub fn config(&self) -> &ServiceConfig {
         &self.config
+    }
+
+    /// The response context of the request decoded last (gogate patch).
+    #[inline]
+    pub(crate) fn response_context(&self) -> ResponseContext {
+        ResponseContext {
+            head: self.flags.contains(Flags::HEAD),
+            version: self.version,
+            conn_type: self.conn_type,
+        }
+    }
+
+    /// Frames the next response for the request `ctx` was taken from (gogate patch).
+    #[inline]
+    pub(crate) fn set_response_context(&mut self, ctx: ResponseContext) {
+        self.flags.set(Flags::HEAD, ctx.head);
+        self.version = ctx.version;
+        self.conn_type = ctx.conn_type;
     }
 }
 

@@ -22,7 +22,7 @@ use tokio_util::codec::{Decoder as _, Encoder as _};
 use tracing::{error, trace};
 
 use super::{
-    codec::Codec,
+    codec::{Codec, ResponseContext},
     decoder::MAX_BUFFER_SIZE,
     payload::{Payload, PayloadSender, PayloadStatus},
     timer::TimerState,
@@ -176,6 +176,8 @@ pin_project! {
         // true when current request uses chunked transfer encoding (drainable when payload is dropped)
         payload_drainable: bool,
         messages: VecDeque<DispatcherMessage>,
+        // gogate patch: the response context of the request being answered (see Codec).
+        response_ctx: Option<ResponseContext>,
 
         head_timer: TimerState,
         ka_timer: TimerState,
@@ -197,7 +199,8 @@ pin_project! {
 }
 
 enum DispatcherMessage {
-    Item(Request),
+    // gogate patch: with the response context of the request, captured when it was decoded.
+    Item(Request, ResponseContext),
     Upgrade(Request),
     Error(Response<()>),
 }
@@ -297,6 +300,7 @@ where
                     payload: None,
                     payload_drainable: false,
                     messages: VecDeque::new(),
+                    response_ctx: None,
 
                     head_timer: TimerState::new(config.client_request_deadline().is_some()),
                     ka_timer: TimerState::new(config.keep_alive().enabled()),
@@ -476,6 +480,11 @@ where
 
         let size = body.size();
 
+        // gogate patch: frame this response for its own request, not the last one decoded.
+        if let Some(ctx) = this.response_ctx.take() {
+            this.codec.set_response_context(ctx);
+        }
+
         this.codec
             .encode(Message::Item((res, size)), this.write_buf)
             .map_err(|err| {
@@ -616,7 +625,8 @@ where
                 // no future is in InnerDispatcher state; pop next message
                 StateProj::None => match this.messages.pop_front() {
                     // handle request message
-                    Some(DispatcherMessage::Item(req)) => {
+                    Some(DispatcherMessage::Item(req, ctx)) => {
+                        *this.response_ctx = Some(ctx);
                         // Handle `EXPECT: 100-Continue` header
                         if req.head().expect() {
                             // set InnerDispatcher state and continue loop to poll it
@@ -967,12 +977,17 @@ where
                                 }
                             }
 
+                            // gogate patch: what this request's response is framed by, taken
+                            // before the next pipelined request is decoded.
+                            let ctx = this.codec.response_context();
+
                             // handle request early when no future in InnerDispatcher state.
                             if this.state.is_none() {
+                                *this.response_ctx = Some(ctx);
                                 self.as_mut().handle_request(req, cx)?;
                                 this = self.as_mut().project();
                             } else {
-                                this.messages.push_back(DispatcherMessage::Item(req));
+                                this.messages.push_back(DispatcherMessage::Item(req, ctx));
                             }
                         }
 
