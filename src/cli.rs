@@ -157,6 +157,7 @@ fn serve(cfg: Config, path: Option<PathBuf>, demo: bool) -> i32 {
             log: log.clone(),
             workers: None,
             env_admin_token: std::env::var("GOGATE_ADMIN_TOKEN").ok(),
+            resolver: None,
         };
         let gw = match Gateway::start(opts).await {
             Ok(gw) => gw,

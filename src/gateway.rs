@@ -12,11 +12,14 @@ use crate::listeners::{
 use actix::Addr;
 use actix_web::web;
 use gogate_actors::config_actor::StopHealthChecks;
+use gogate_actors::dns::resolve_at_start;
 use gogate_actors::registry::RegistrySink;
 use gogate_actors::reload::SetListenerSink;
 use gogate_actors::supervise;
 use gogate_actors::tcp::listener::{GetActiveSessions, StopAccepting};
-use gogate_actors::{ConfigActor, Metrics, MetricsActor, RegistryActor, Stats};
+use gogate_actors::{
+    ConfigActor, Metrics, MetricsActor, RegistryActor, Resolver, Stats, SystemResolver,
+};
 use gogate_config::Config;
 use prometheus::IntGauge;
 use slog::{info, warn, Logger};
@@ -36,6 +39,9 @@ pub struct GatewayOptions {
     pub workers: Option<usize>,
     /// Admin token from the environment (`GOGATE_ADMIN_TOKEN`), used when the config has none.
     pub env_admin_token: Option<String>,
+    /// Resolves backends given by host name; `None` = the system resolver. Tests inject their
+    /// own to map names to their upstreams.
+    pub resolver: Option<Arc<dyn Resolver>>,
 }
 
 /// A start failure (exit code 1).
@@ -116,8 +122,21 @@ impl Gateway {
         // 2. Control plane.
         let metrics = Metrics::new();
         let stats = Arc::new(Stats::default());
-        let config_actor =
-            ConfigActor::new(cfg.clone(), opts.file.clone(), Arc::clone(&metrics), &log);
+        // Host-name backends are resolved before anything serves (a name that does not
+        // resolve only has no backend yet; it is retried).
+        let resolver = opts
+            .resolver
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemResolver));
+        let dns = resolve_at_start(cfg, &resolver, &metrics, &log).await;
+        let config_actor = ConfigActor::with_dns(
+            cfg.clone(),
+            opts.file.clone(),
+            Arc::clone(&metrics),
+            &log,
+            resolver,
+            dns,
+        );
         let cell = config_actor.cell();
         let config_addr = supervise::start("config", &log, move |ctx| {
             // Bounded: admin requests wait (`send`) when it is full, the registry delivers one

@@ -24,7 +24,10 @@ fn check(r: &RawResponse, method: &str, path: &str, get_len: usize) {
         assert!(r.body.is_empty(), "a HEAD response with a body: {r:?}");
     } else {
         let body = String::from_utf8_lossy(&r.body);
-        assert!(body.contains(&format!("\"path\":\"{path}\"")), "{method} {path}: {body}");
+        assert!(
+            body.contains(&format!("\"path\":\"{path}\"")),
+            "{method} {path}: {body}"
+        );
     }
 }
 
@@ -70,7 +73,15 @@ async fn head_then_get_pipelined() {
     let up = Upstream::new("a").start().await;
     let gw = gateway(&backends_yaml(&[&up.addr_str()], "")).await;
     pipeline(&gw, &[("HEAD", "/a"), ("GET", "/bb")]).await;
-    assert_eq!(up.seen.lock().unwrap().iter().filter(|s| s.path == "/bb").count(), 2);
+    assert_eq!(
+        up.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path == "/bb")
+            .count(),
+        2
+    );
     gw.stop().await;
 }
 

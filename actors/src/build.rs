@@ -5,6 +5,7 @@
 use crate::backend::state::BackendState;
 use crate::balance::Balancer;
 use crate::breaker::{BreakerActor, BreakerLink};
+use crate::dns::is_host_name;
 use crate::metrics::{IdleCounters, Metrics, OutcomeCounters, RouteMetrics};
 use crate::ratelimit::RateLimits;
 use crate::routing::{RouteRule, RouteTable};
@@ -12,6 +13,7 @@ use crate::snapshot::*;
 use crate::split::StickyKey;
 use gogate_config::{Cidr, Config, MatchConfig, DEFAULT_UPSTREAM};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Backend id (`upstream/addr`) → its shared state.
@@ -22,18 +24,37 @@ pub fn backend_id(upstream: &str, addr: &str) -> String {
     format!("{upstream}/{addr}")
 }
 
-/// The backends of upstream `name`: the static ones in file order, then registry ones (any other
-/// state of that upstream) by id, so the order is stable across rebuilds.
+/// The backends of upstream `name`: the static ones in file order (a host name in place, as the
+/// addresses it resolved to in address order), then registry ones (any other state of that
+/// upstream) by id, so the order is stable across rebuilds.
 fn upstream_backends(
     name: &str,
     configured: &[gogate_config::BackendConfig],
     states: &BackendStates,
 ) -> Vec<Arc<BackendState>> {
-    let mut out: Vec<Arc<BackendState>> = configured
-        .iter()
-        .filter_map(|b| states.get(&backend_id(name, &b.addr)).cloned())
-        .collect();
-    let listed: HashSet<String> = out.iter().map(|b| b.id.clone()).collect();
+    let mut out: Vec<Arc<BackendState>> = Vec::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    for b in configured {
+        let mut found: Vec<Arc<BackendState>> = if is_host_name(&b.addr) {
+            states
+                .values()
+                .filter(|s| s.upstream == name && s.hostname().is_some_and(|h| *h == b.addr))
+                .cloned()
+                .collect()
+        } else {
+            states
+                .get(&backend_id(name, &b.addr))
+                .cloned()
+                .into_iter()
+                .collect()
+        };
+        found.sort_by_key(|s| (s.addr.parse::<SocketAddr>().ok(), s.id.clone()));
+        for s in found {
+            if listed.insert(s.id.clone()) {
+                out.push(s);
+            }
+        }
+    }
     let mut extra: Vec<Arc<BackendState>> = states
         .values()
         .filter(|b| b.upstream == name && !listed.contains(&b.id))
@@ -121,7 +142,10 @@ pub fn build_snapshot(
         })
         .collect();
 
-    let default_route = (!default_up.backends.is_empty()).then(|| {
+    // A default upstream whose only backends are host names that have not resolved yet still
+    // serves unmatched requests (503, no eligible backend), rather than 404.
+    let default_serves = !default_up.backends.is_empty() || !config.server.backends.is_empty();
+    let default_route = default_serves.then(|| {
         let route = RouteSnapshot::new(
             DEFAULT_UPSTREAM.to_string(),
             RouteRule::new(&MatchConfig::default(), usize::MAX),

@@ -1,19 +1,21 @@
 //! `ConfigActor`: owns the active configuration, the backend actors it implies (and the health
-//! actor probing them), and the published snapshot. It builds the first snapshot before any
-//! listener starts, answers the admin API's drain commands by messaging the backend actors
-//! concerned, turns registry events into backends, and runs reloads (the pipeline is in
-//! `reload::apply`).
+//! actor probing them), the last good DNS answers of its backend host names, and the published
+//! snapshot. It builds the first snapshot before any listener starts, answers the admin API's
+//! drain commands by messaging the backend actors concerned, turns registry events and changed
+//! DNS answers into backends, and runs reloads (the pipeline is in `reload::apply`, the DNS
+//! rounds in `dns::refresh`).
 
 use crate::backend::actor::{BackendActor, SetDraining};
 use crate::backend::state::BackendState;
 use crate::breaker::BreakerActor;
 use crate::build::{build_snapshot, BackendStates};
+use crate::dns::{host_names, DnsTable, Resolver, SystemResolver};
 use crate::health::{health_targets, HealthActor};
 use crate::logging::LogLevelHandle;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::reload::apply::{signature, TargetSig};
-use crate::reload::diff::{desired_backends, Registration};
+use crate::reload::diff::{desired_backends, Desired, Registration};
 use crate::reload::listeners::{ApplyListeners, SetListenerSink};
 use crate::reload::retire::Retiring;
 use crate::reload::watch::{self, FileWatch};
@@ -23,7 +25,7 @@ use crate::supervise;
 use actix::prelude::*;
 use gogate_config::Config;
 use slog::{info, Logger};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -44,6 +46,16 @@ pub struct ConfigActor {
     pub(crate) retiring: HashMap<String, Retiring>,
     /// Registry services by registry id; they survive reloads.
     pub(crate) registrations: BTreeMap<String, Registration>,
+    /// Looks backend host names up (`dns::refresh`).
+    pub(crate) resolver: Arc<dyn Resolver>,
+    /// The last good answer of each backend host name; each address is a backend.
+    pub(crate) dns: DnsTable,
+    /// The timer of the next DNS round, while one is armed.
+    pub(crate) dns_timer: Option<SpawnHandle>,
+    /// A DNS round is in flight (it arms the next timer when it ends).
+    pub(crate) dns_round: bool,
+    /// Host names drained through the admin API: addresses they resolve to later start drained.
+    pub(crate) drained_names: BTreeSet<String>,
     /// Probes the backends; a reload hands it the new list (`health::SetTargets`).
     pub(crate) health: Addr<HealthActor>,
     /// What the health actor was last told to probe, so unchanged lists are not re-sent (a
@@ -66,13 +78,35 @@ pub struct ConfigActor {
 }
 
 impl ConfigActor {
-    /// Creates the backend actors and publishes generation 1. Must run inside an actix system.
+    /// Creates the backend actors and publishes generation 1, with the system resolver and no
+    /// DNS answer yet (host names are looked up once the actor starts). Must run inside an actix
+    /// system.
     pub fn new(config: Config, file: Option<PathBuf>, metrics: Arc<Metrics>, log: &Logger) -> Self {
+        Self::with_dns(
+            config,
+            file,
+            metrics,
+            log,
+            Arc::new(SystemResolver),
+            DnsTable::default(),
+        )
+    }
+
+    /// Like [`new`](Self::new), with `resolver` for host names and the answers already known
+    /// (`dns::resolve_at_start`), so generation 1 has the resolved backends.
+    pub fn with_dns(
+        config: Config,
+        file: Option<PathBuf>,
+        metrics: Arc<Metrics>,
+        log: &Logger,
+        resolver: Arc<dyn Resolver>,
+        dns: DnsTable,
+    ) -> Self {
         let config = Arc::new(config);
         let mut states = BackendStates::new();
         let mut actors = HashMap::new();
-        for (id, d) in desired_backends(&config, &BTreeMap::new()) {
-            let (state, addr) = start_backend(&d.upstream, &d.addr, d.weight, d.source, log);
+        for (id, d) in desired_backends(&config, &BTreeMap::new(), &dns) {
+            let (state, addr) = start_backend(&d, false, log);
             actors.insert(id.clone(), addr);
             states.insert(id, state);
         }
@@ -105,6 +139,11 @@ impl ConfigActor {
             actors,
             retiring: HashMap::new(),
             registrations: BTreeMap::new(),
+            resolver,
+            dns,
+            dns_timer: None,
+            dns_round: false,
+            drained_names: BTreeSet::new(),
             health,
             health_sig,
             breaker,
@@ -125,15 +164,18 @@ impl ConfigActor {
     }
 }
 
-/// Creates one backend's shared state and its supervised actor.
+/// Creates one backend's shared state and its supervised actor; `draining` = it starts out of
+/// rotation (an address of a host name the admin drained).
 pub(crate) fn start_backend(
-    upstream: &str,
-    addr: &str,
-    weight: u32,
-    source: crate::backend::state::Source,
+    d: &Desired,
+    draining: bool,
     log: &Logger,
 ) -> (Arc<BackendState>, Addr<BackendActor>) {
-    let state = BackendState::new(upstream, addr, weight, source);
+    let state = BackendState::new(&d.upstream, &d.addr, d.weight, d.source);
+    state.set_hostname(d.hostname.clone());
+    // Set before the actor exists and before any snapshot holds the state, so no request can
+    // reach it first; the actor is the only writer from then on.
+    state.set_draining(draining);
     let (st, lg) = (Arc::clone(&state), log.clone());
     // Supervised: a backend actor that fails restarts with the same shared state.
     let actor = supervise::start("backend", log, move |_| BackendActor::new(st, &lg));
@@ -144,6 +186,7 @@ impl Actor for ConfigActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.schedule_dns(ctx);
         let Some(file) = self.file.clone() else {
             return;
         };
@@ -184,6 +227,9 @@ impl Supervised for ConfigActor {
         self.config = Arc::clone(&published.config);
         self.generation = published.generation;
         self.health_sig.clear();
+        // The old context's DNS timer and round died with it; `started` arms a new timer.
+        self.dns_timer = None;
+        self.dns_round = false;
         self.sync_backends(false);
     }
 }
@@ -265,7 +311,9 @@ impl Handler<SetListenerSink> for ConfigActor {
 #[rtype(result = "()")]
 pub struct FileChanged;
 
-/// Command: drain (or undrain) every backend with this address, in every upstream.
+/// Command: drain (or undrain) every backend with this address, in every upstream. The address
+/// may also be a configured host name (`host:port`): every address it resolves to, now and
+/// later, until it is undrained.
 #[derive(Message)]
 #[rtype(result = "Result<usize, UnknownBackend>")]
 pub struct SetDrain {
@@ -284,13 +332,20 @@ impl Handler<SetDrain> for ConfigActor {
         let targets: Vec<Addr<BackendActor>> = self
             .states
             .iter()
-            .filter(|(_, s)| s.addr == msg.addr)
+            .filter(|(_, s)| s.addr == msg.addr || s.hostname().is_some_and(|h| *h == msg.addr))
             .filter_map(|(id, _)| self.actors.get(id).cloned())
             .collect();
+        let is_name = host_names(&self.config).contains(&msg.addr);
+        if is_name && msg.drain {
+            self.drained_names.insert(msg.addr.clone());
+        } else if is_name {
+            self.drained_names.remove(&msg.addr);
+        }
         info!(self.log, "drain change requested";
-              "backend" => &msg.addr, "drain" => msg.drain, "matches" => targets.len());
+              "backend" => &msg.addr, "drain" => msg.drain, "matches" => targets.len(),
+              "host_name" => is_name);
         Box::pin(async move {
-            if targets.is_empty() {
+            if targets.is_empty() && !is_name {
                 return Err(UnknownBackend);
             }
             let n = targets.len();

@@ -7,6 +7,7 @@ pub mod balance;
 pub mod breaker;
 pub mod build;
 pub mod config_actor;
+pub mod dns;
 pub mod health;
 pub mod logging;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub mod tcp;
 
 pub use backend::state::{ActiveGuard, BackendState, BreakerPosition, Source};
 pub use config_actor::ConfigActor;
+pub use dns::{Resolver, SystemResolver};
 pub use health::HealthActor;
 pub use metrics::{Metrics, MetricsActor};
 pub use registry::{RegistryActor, RegistrySink};

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub rate_limit_keys: IntGaugeVec,
     pub config_reloads: IntCounterVec,
+    pub dns_resolutions: IntCounterVec,
     pub registry_services: IntGauge,
     pub uptime: Gauge,
     /// Messages a full actor mailbox refused (`try_send` on a bounded mailbox), by actor.
@@ -143,6 +144,11 @@ impl Metrics {
                 "Configuration reloads by result.",
                 &["result"],
             ),
+            dns_resolutions: counter(
+                "gogate_dns_resolutions_total",
+                "Lookups of backend host names by result (a failure keeps the last good answer).",
+                &["result"],
+            ),
             registry_services: reg(
                 &r,
                 IntGauge::new("gogate_registry_services", "Services in the registry.")
@@ -186,6 +192,7 @@ impl Metrics {
         };
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
+            m.dns_resolutions.with_label_values(&[result]);
         }
         // Families whose series should read 0 before anything happens.
         for actor in ["breaker", "config"] {

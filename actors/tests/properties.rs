@@ -3,6 +3,7 @@
 //! for the handful of cases the unit tests pick.
 
 use gogate_actors::balance::{smooth_schedule, Balancer};
+use gogate_actors::dns::DnsTable;
 use gogate_actors::ratelimit::{BucketShape, TokenBucket};
 use gogate_actors::reload::diff::{desired_backends, plan_backends, Registration};
 use gogate_config::LbAlgorithm;
@@ -152,12 +153,15 @@ proptest! {
     }
 
     /// Applying the reload plan to the current backends gives exactly the desired set: new ids
-    /// added, missing ones removed, kept ones reweighted only when their weight changed.
+    /// added, missing ones removed, kept ones reweighted only when their weight changed; a host
+    /// name is one backend per resolved address, whatever the answer was and becomes.
     #[test]
     fn the_reload_plan_reaches_the_desired_backends(
         before in backends_strategy(),
         after in backends_strategy(),
         registered in prop::collection::vec((0usize..2, 1u16..12, 1u32..5), 0..6),
+        answer_before in prop::collection::btree_set(1u8..8, 0..4),
+        answer_after in prop::collection::btree_set(1u8..8, 0..4),
     ) {
         let regs: BTreeMap<String, Registration> = registered
             .iter()
@@ -172,11 +176,25 @@ proptest! {
             .collect();
         let old = config(&before);
         let new = config(&after);
-        let current: BTreeMap<String, u32> = desired_backends(&old, &regs)
+        let dns = |answer: &BTreeSet<u8>| {
+            let mut t = DnsTable::default();
+            let epoch = t.begin();
+            let addrs = answer
+                .iter()
+                .map(|o| std::net::SocketAddr::from(([10, 0, 0, *o], 8080)))
+                .collect();
+            t.apply(NAME, epoch, Ok(addrs), std::time::Instant::now());
+            t
+        };
+        let (dns_before, dns_after) = (dns(&answer_before), dns(&answer_after));
+        let current: BTreeMap<String, u32> = desired_backends(&old, &regs, &dns_before)
             .into_iter()
             .map(|(id, d)| (id, d.weight))
             .collect();
-        let desired = desired_backends(&new, &regs);
+        let desired = desired_backends(&new, &regs, &dns_after);
+        // The name is one backend per resolved address (none while it never resolved).
+        let resolved = desired.values().filter(|d| d.hostname.as_deref() == Some(NAME)).count();
+        prop_assert_eq!(resolved, answer_after.len());
         let plan = plan_backends(&current, &desired);
         let mut applied = current.clone();
         for id in &plan.remove {
@@ -215,6 +233,9 @@ fn backends_strategy() -> impl Strategy<Value = Backends> {
     (list(), list())
 }
 
+/// A backend given by host name, in upstream `api` of every generated config.
+const NAME: &str = "svc.test:8080";
+
 fn config((default, api): &Backends) -> gogate_config::Config {
     let list = |l: &[(u16, u32)]| {
         l.iter()
@@ -223,7 +244,7 @@ fn config((default, api): &Backends) -> gogate_config::Config {
             .join(", ")
     };
     let yaml = format!(
-        "server:\n  backends: [{}]\n  health: {{enabled: false}}\nupstreams:\n  api:\n    backends: [{}]\n",
+        "server:\n  backends: [{}]\n  health: {{enabled: false}}\nupstreams:\n  api:\n    backends: [{}, {{addr: \"{NAME}\", weight: 2}}]\n",
         list(default),
         list(api)
     );

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub http_listen_addr: String,
     /// The `default` upstream.
     pub backends: Vec<BackendConfig>,
+    /// How often backends given by host name are resolved again (DESIGN B11 "DNS").
+    #[serde(alias = "dns_refresh")]
+    pub dns_refresh: Dur,
     #[serde(alias = "load_balancer")]
     pub load_balancer: LbAlgorithm,
     pub health: HealthConfig,
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             listen_addr: ":8080".into(),
             http_listen_addr: ":8081".into(),
             backends: Vec::new(),
+            dns_refresh: Dur::secs(30),
             load_balancer: LbAlgorithm::RoundRobin,
             health: HealthConfig::default(),
             rate_limit: RateLimitConfig::default(),
@@ -92,7 +96,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// One backend: `host:port` and a weight (0 = never picked).
+/// One backend: `host:port` and a weight (0 = never picked). A host name (not an IP literal) is
+/// resolved at load and every `server.dnsRefresh`; each address it resolves to is a backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackendConfig {

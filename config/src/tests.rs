@@ -314,3 +314,26 @@ fn health_timeout_may_exceed_the_interval() {
         Duration::from_secs(5)
     );
 }
+
+#[test]
+fn dns_refresh_is_parsed_defaulted_aliased_and_bounded() {
+    let c = load(BASE).unwrap();
+    assert_eq!(c.server.dns_refresh.get(), Duration::from_secs(30));
+    let c = load(&format!("{BASE}  dnsRefresh: 1m30s\n")).unwrap();
+    assert_eq!(c.server.dns_refresh.get(), Duration::from_secs(90));
+    let c = load(&format!("{BASE}  dns_refresh: 250ms\n")).unwrap();
+    assert_eq!(c.server.dns_refresh.get(), Duration::from_millis(250));
+    let e = err_text(&format!("{BASE}  dnsRefresh: 0s\n"));
+    assert!(
+        e.contains("server.dnsRefresh") && e.contains("greater than zero"),
+        "{e}"
+    );
+    let e = err_text(&format!("{BASE}  dnsRefresh: 10ms\n"));
+    assert!(
+        e.contains("test.yaml:4:3: server.dnsRefresh: 10ms is too short; allowed 100ms or longer"),
+        "{e}"
+    );
+    // Host names are syntax-checked only: loading never resolves them.
+    let c = load("server:\n  backends: [{addr: \"no-such-host.invalid:80\"}]\n").unwrap();
+    assert_eq!(c.server.backends[0].addr, "no-such-host.invalid:80");
+}

@@ -83,6 +83,15 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     }
 
     backends(&mut v, "server.backends", &s.backends);
+    if s.dns_refresh.get() < MIN_DNS_REFRESH {
+        v.err(
+            "server.dnsRefresh",
+            format!(
+                "{} is too short; allowed {MIN_DNS_REFRESH:?} or longer",
+                s.dns_refresh
+            ),
+        );
+    }
     if s.backends.is_empty() && !s.listen_addr.is_empty() && !registry {
         v.err("server.listenAddr", "the L4 listener forwards to server.backends, which is empty; add backends or set listenAddr: \"\" to disable L4");
     }
@@ -207,6 +216,10 @@ fn registry_section(v: &mut Validator, r: &RegistryConfig) {
         );
     }
 }
+
+/// Shortest `server.dnsRefresh`: a shorter period would have the gateway query its resolver
+/// continuously.
+pub const MIN_DNS_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Upper bound of `registry.maxServices` (the registry map is bounded by it).
 pub const MAX_REGISTRY_SERVICES: u32 = 1_000_000;

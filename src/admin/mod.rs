@@ -132,6 +132,7 @@ async fn backends(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
                 "id": b.id,
                 "upstream": b.upstream,
                 "addr": b.addr,
+                "hostname": b.hostname().as_deref(),
                 "weight": b.weight(),
                 "healthy": b.healthy(),
                 "draining": b.draining(),

@@ -15,7 +15,7 @@ use actix_web::{web, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gogate_actors::snapshot::{RouteSnapshot, RouteTarget};
-use gogate_actors::ActiveGuard;
+use gogate_actors::{ActiveGuard, BackendState};
 use std::sync::Arc;
 
 /// Bodies up to this size (with a declared length) are read first so they can be re-sent.
@@ -94,7 +94,7 @@ pub async fn forward(
         let backend = &up.backends[i];
         ex.backend = Some(Arc::clone(backend));
         let mut headers = HeaderMap::new();
-        upstream_headers(ex, route, &backend.addr, &mut headers, false);
+        upstream_headers(ex, route, backend, &mut headers, false);
         let dest = upstream::Target {
             addr: &backend.addr,
             pool: &w.pool,
@@ -175,7 +175,7 @@ pub(super) fn upstream_path(req: &actix_web::HttpRequest, route: &RouteSnapshot)
 pub(super) fn upstream_headers(
     ex: &Exchange,
     route: &RouteSnapshot,
-    backend_addr: &str,
+    backend: &BackendState,
     h: &mut HeaderMap,
     websocket: bool,
 ) {
@@ -185,7 +185,8 @@ pub(super) fn upstream_headers(
     let host = if route.preserve_host {
         orig_host.clone()
     } else {
-        HeaderValue::from_str(backend_addr).ok()
+        // The configured host name for a resolved address (virtual hosts answer to it).
+        backend.with_host(|host| HeaderValue::from_str(host).ok())
     };
     if let Some(v) = host {
         h.insert(HeaderName::from_static("host"), v);

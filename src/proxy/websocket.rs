@@ -75,7 +75,7 @@ pub async fn tunnel(
     let backend = guard.backend().clone();
 
     let mut headers = HeaderMap::new();
-    upstream_headers(ex, route, &backend.addr, &mut headers, true);
+    upstream_headers(ex, route, &backend, &mut headers, true);
     let head = match encode_upgrade_head(&upstream_path(&ex.req, route), &headers) {
         Ok(h) => h,
         Err(_) => {

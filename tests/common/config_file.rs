@@ -78,6 +78,14 @@ pub fn write_config(path: &Path, yaml: &str) {
 
 /// Starts a gateway from the file at `path` (already written with [`write_config`]).
 pub async fn gateway_from_file(path: &Path) -> TestGateway {
+    gateway_from_file_with(path, None).await
+}
+
+/// Like [`gateway_from_file`], resolving host-name backends with `resolver` (`None` = system).
+pub async fn gateway_from_file_with(
+    path: &Path,
+    resolver: Option<std::sync::Arc<dyn gogate_actors::Resolver>>,
+) -> TestGateway {
     let cfg = gogate_config::load_file(path).unwrap_or_else(|e| panic!("bad test config: {e}"));
     let logs = LogBuffer::default();
     let drain = Mutex::new(
@@ -93,6 +101,7 @@ pub async fn gateway_from_file(path: &Path) -> TestGateway {
         log,
         workers: Some(1),
         env_admin_token: None,
+        resolver,
     })
     .await
     .unwrap_or_else(|e| panic!("gateway failed to start: {e}"));

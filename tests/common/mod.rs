@@ -4,6 +4,7 @@
 
 pub mod config_file;
 pub mod controlled;
+pub mod resolver;
 pub mod scripted;
 
 use actix_web::dev::ServerHandle;
@@ -240,11 +241,28 @@ pub struct TestGateway {
 }
 
 pub async fn try_gateway(yaml: &str) -> Result<TestGateway, String> {
-    try_gateway_with_workers(yaml, 1).await
+    try_gateway_options(yaml, 1, None).await
 }
 
 /// Like [`try_gateway`] with `workers` worker threads per data-plane listener.
 pub async fn try_gateway_with_workers(yaml: &str, workers: usize) -> Result<TestGateway, String> {
+    try_gateway_options(yaml, workers, None).await
+}
+
+/// Like [`try_gateway`], resolving backends given by host name with `resolver` (`None` = the
+/// system resolver).
+pub async fn try_gateway_with(
+    yaml: &str,
+    resolver: Option<Arc<dyn gogate_actors::Resolver>>,
+) -> Result<TestGateway, String> {
+    try_gateway_options(yaml, 1, resolver).await
+}
+
+async fn try_gateway_options(
+    yaml: &str,
+    workers: usize,
+    resolver: Option<Arc<dyn gogate_actors::Resolver>>,
+) -> Result<TestGateway, String> {
     let mut cfg = gogate_config::load_str(yaml, None).map_err(|e| e.to_string())?;
     let s = &mut cfg.server;
     for addr in [&mut s.listen_addr, &mut s.http_listen_addr] {
@@ -270,6 +288,7 @@ pub async fn try_gateway_with_workers(yaml: &str, workers: usize) -> Result<Test
         log,
         workers: Some(workers),
         env_admin_token: None,
+        resolver,
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -285,6 +304,16 @@ pub async fn try_gateway_with_workers(yaml: &str, workers: usize) -> Result<Test
 
 pub async fn gateway(yaml: &str) -> TestGateway {
     try_gateway(yaml)
+        .await
+        .unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
+}
+
+/// A gateway whose host-name backends are resolved by `resolver`.
+pub async fn gateway_with_resolver(
+    yaml: &str,
+    resolver: Arc<dyn gogate_actors::Resolver>,
+) -> TestGateway {
+    try_gateway_with(yaml, Some(resolver))
         .await
         .unwrap_or_else(|e| panic!("gateway failed to start: {e}"))
 }

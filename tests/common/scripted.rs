@@ -275,7 +275,11 @@ impl RawClient {
         self.buf.drain(..head_end);
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
-        let version = status_line.split(' ').next().unwrap_or_default().to_string();
+        let version = status_line
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let status: u16 = status_line
             .split(' ')
             .nth(1)

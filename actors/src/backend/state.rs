@@ -3,6 +3,7 @@
 //! position) and the data plane (which only bumps counters and takes half-open probe permits).
 //! Everything is an atomic so the request path never takes a lock or asks an actor.
 
+use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -63,7 +64,13 @@ pub struct BackendState {
     /// `upstream/addr`, unique across the gateway.
     pub id: String,
     pub upstream: String,
+    /// `ip:port` (or a registered `host:port`): what the data plane connects to.
     pub addr: String,
+    /// The configured `host:port` this address was resolved from (`None` for IP literals and
+    /// registrations). Written only by the config actor: a reload may move a kept address from
+    /// one name (or an IP literal) to another. The `Host` of `preserveHost: false` and of HTTP
+    /// probes.
+    hostname: ArcSwapOption<String>,
     /// Written only by the config actor (a reload that changes the weight keeps the state).
     weight: AtomicU32,
     pub source: Source,
@@ -92,6 +99,7 @@ impl BackendState {
             id: format!("{upstream}/{addr}"),
             upstream: upstream.to_string(),
             addr: addr.to_string(),
+            hostname: ArcSwapOption::empty(),
             weight: AtomicU32::new(weight),
             source,
             healthy: AtomicBool::new(true),
@@ -120,6 +128,15 @@ impl BackendState {
 
     pub fn weight(&self) -> u32 {
         self.weight.load(Ordering::Relaxed)
+    }
+    pub fn hostname(&self) -> Option<Arc<String>> {
+        self.hostname.load_full()
+    }
+    /// Calls `f` with the `Host` this backend answers to: its configured host name, else its
+    /// address (no allocation: the request path builds its header from it).
+    pub fn with_host<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let name = self.hostname.load();
+        f(name.as_deref().map_or(self.addr.as_str(), String::as_str))
     }
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
@@ -164,6 +181,9 @@ impl BackendState {
 
     pub(crate) fn set_weight(&self, w: u32) {
         self.weight.store(w, Ordering::Relaxed);
+    }
+    pub(crate) fn set_hostname(&self, name: Option<String>) {
+        self.hostname.store(name.map(Arc::new));
     }
 
     // --- writes by the BackendActor (control plane) ---

@@ -161,6 +161,7 @@ mod tests {
             id: format!("default/{addr}"),
             spec: ProbeSpec {
                 addr: addr.into(),
+                host: addr.into(),
                 check,
                 http_path: "/".into(),
                 timeout: Duration::from_millis(timeout_ms),

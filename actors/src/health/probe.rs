@@ -17,8 +17,11 @@ const MAX_HEADERS: usize = 64;
 /// What to probe and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSpec {
-    /// `host:port` as configured; also the `Host` header of an HTTP probe.
+    /// Where to connect: the backend's `ip:port` (or a registered `host:port`).
     pub addr: String,
+    /// The `Host` header of an HTTP probe: the configured host name the address was resolved
+    /// from, else the address.
+    pub host: String,
     pub check: CheckType,
     pub http_path: String,
     pub timeout: Duration,
@@ -49,7 +52,7 @@ async fn run(spec: &ProbeSpec) -> Result<(), String> {
         .map_err(|e| format!("connect failed: {e}"))?;
     match spec.check {
         CheckType::Tcp => Ok(()),
-        CheckType::Http => http_get(stream, &spec.addr, &spec.http_path).await,
+        CheckType::Http => http_get(stream, &spec.host, &spec.http_path).await,
     }
 }
 
@@ -134,6 +137,7 @@ mod tests {
     fn spec(addr: &str, check: CheckType) -> ProbeSpec {
         ProbeSpec {
             addr: addr.into(),
+            host: addr.into(),
             check,
             http_path: "/health".into(),
             timeout: Duration::from_millis(300),

@@ -36,6 +36,7 @@ pub fn health_targets(
         out.push(HealthTarget {
             spec: ProbeSpec {
                 addr: state.addr.clone(),
+                host: state.with_host(str::to_string),
                 check: s.health.check_type,
                 http_path: s.health.http_path.clone(),
                 timeout: s.health.timeout.get(),

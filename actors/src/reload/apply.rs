@@ -1,11 +1,16 @@
 //! The config actor's reload pipeline: read the file (off the actor, with `tokio::fs`), parse and
-//! validate it, have the listener manager move changed listeners (`reload::listeners`; a bind
-//! failure fails the reload), diff it against the running configuration, bring the backends to
-//! the new set (kept ones keep their state, removed ones drain), rebuild and swap the snapshot. An
-//! error at any step keeps the old configuration serving and is recorded for `GET /config`.
+//! validate it, look its backend host names up (`dns::refresh`; a failed lookup keeps the last
+//! good answer and never fails a reload), have the listener manager move changed listeners
+//! (`reload::listeners`; a bind failure fails the reload), diff it against the running
+//! configuration, bring the backends to the new set (kept ones keep their state, removed ones
+//! drain), rebuild and swap the snapshot. An error at any step keeps the old configuration
+//! serving and is recorded for `GET /config`. `sync_backends` is also how registry events and
+//! changed DNS answers reach the backends.
 
 use crate::build::build_snapshot;
 use crate::config_actor::{start_backend, ConfigActor, FileChanged};
+use crate::dns::host_names;
+use crate::dns::Answers;
 use crate::health::probe::ProbeSpec;
 use crate::health::{health_targets, HealthTarget, SetTargets, Thresholds};
 use crate::ratelimit::RateLimits;
@@ -140,9 +145,11 @@ impl ConfigActor {
         }
     }
 
-    /// Parse → validate → rebind changed listeners → diff → apply, from the bytes read (or the
-    /// read error). The listener manager binds the new listeners before anything is swapped:
-    /// if it cannot, the reload fails as a whole and the old configuration keeps serving.
+    /// Parse → validate → look host names up → rebind changed listeners → diff → apply, from the
+    /// bytes read (or the read error). The lookups run before anything is applied, so a new
+    /// name's backends are there from the new configuration's first request. The listener
+    /// manager binds the new listeners before anything is swapped: if it cannot, the reload
+    /// fails as a whole and the old configuration keeps serving.
     fn apply_bytes(
         &mut self,
         bytes: Result<Vec<u8>, ConfigErrors>,
@@ -162,19 +169,35 @@ impl ConfigActor {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(self.fail(e.to_string(), trigger)))),
         };
+        let lookups = self.lookups_for(&new);
+        Box::pin(
+            lookups
+                .into_actor(self)
+                .then(move |answers, act, ctx| act.move_listeners(new, answers, trigger, ctx)),
+        )
+    }
+
+    /// Has the listener manager move the listeners `new` changes (if any), then commits.
+    fn move_listeners(
+        &mut self,
+        new: Config,
+        answers: Answers,
+        trigger: &'static str,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<ReloadOutcome, ReloadError>> {
         let rebind = self.listener_sink.clone().and_then(|sink| {
             ApplyListeners::between(&self.boot, &self.config, &new).map(|msg| (sink, msg))
         });
         let Some((sink, msg)) = rebind else {
-            return Box::pin(fut::ready(Ok(self.commit(new, trigger))));
+            return Box::pin(fut::ready(Ok(self.commit(new, answers, trigger, ctx))));
         };
         info!(self.log, "reload moves listeners"; "tcp" => msg.tcp.as_deref(),
               "http" => msg.http.as_deref(), "admin" => msg.admin.as_deref(),
               "metrics" => msg.metrics.as_deref(), "trigger" => trigger);
         Box::pin(
             async move { sink.send(msg).await }.into_actor(self).map(
-                move |res, act, _| match res {
-                    Ok(Ok(())) => Ok(act.commit(new, trigger)),
+                move |res, act, ctx| match res {
+                    Ok(Ok(())) => Ok(act.commit(new, answers, trigger, ctx)),
                     Ok(Err(e)) => Err(act.fail(e, trigger)),
                     Err(_) => Err(act.fail("the listener manager is unavailable".into(), trigger)),
                 },
@@ -197,20 +220,33 @@ impl ConfigActor {
         ReloadError(error)
     }
 
-    /// Applies a parsed configuration whose listeners (if any changed) are already moved.
-    fn commit(&mut self, new: Config, trigger: &'static str) -> ReloadOutcome {
+    /// Applies a parsed configuration whose listeners (if any changed) are already moved, with
+    /// the answers of its host names, and restarts the DNS timer.
+    fn commit(
+        &mut self,
+        new: Config,
+        answers: Answers,
+        trigger: &'static str,
+        ctx: &mut Context<Self>,
+    ) -> ReloadOutcome {
         let changed = new != *self.config;
         let restart = restart_required(&self.boot, &new, self.listener_sink.is_some());
-        if changed {
+        let old = changed.then(|| std::mem::replace(&mut self.config, Arc::new(new)));
+        let dns_changed = self.record_dns(answers);
+        if let Some(old) = old {
             self.generation += 1;
-            let old = std::mem::replace(&mut self.config, Arc::new(new));
             self.loaded_at = SystemTime::now();
             if let Some(level) = &self.level {
                 level.set(self.config.logging.level);
             }
+            let names = host_names(&self.config);
+            self.drained_names.retain(|n| names.contains(n));
             self.sync_backends(true);
             self.reset_breaker_counts(&old);
+        } else if dns_changed {
+            self.sync_backends(false);
         }
+        self.schedule_dns(ctx);
         self.metrics
             .config_reloads
             .with_label_values(&["success"])
@@ -255,7 +291,7 @@ impl ConfigActor {
         if new_generation {
             self.limits = RateLimits::new(&self.config.server.rate_limit);
         }
-        let desired = desired_backends(&self.config, &self.registrations);
+        let desired = desired_backends(&self.config, &self.registrations, &self.dns);
         let current: BTreeMap<String, u32> = self
             .states
             .iter()
@@ -265,18 +301,32 @@ impl ConfigActor {
         self.retiring.retain(|_, r| !r.is_claimed());
         for id in &plan.add {
             let d = &desired[id];
-            if self.restore(id, d.weight) {
+            let drained = d
+                .hostname
+                .as_ref()
+                .is_some_and(|n| self.drained_names.contains(n));
+            if self.restore(id, d.weight, drained) {
                 continue;
             }
-            let (state, actor) = start_backend(&d.upstream, &d.addr, d.weight, d.source, &self.log);
+            let (state, actor) = start_backend(d, drained, &self.log);
             info!(self.log, "backend added"; "backend" => &d.addr, "upstream" => &d.upstream,
-                  "source" => d.source.as_str());
+                  "source" => d.source.as_str(), "hostname" => d.hostname.as_deref(),
+                  "draining" => drained);
             self.states.insert(id.clone(), state);
             self.actors.insert(id.clone(), actor);
         }
         for (id, weight) in &plan.reweight {
             if let Some(s) = self.states.get(id) {
                 s.set_weight(*weight);
+            }
+        }
+        // Kept and restored backends follow the name they now come from (an address may move
+        // from one host name, or an IP literal, to another).
+        for (id, d) in &desired {
+            if let Some(s) = self.states.get(id) {
+                if s.hostname().as_deref() != d.hostname.as_ref() {
+                    s.set_hostname(d.hostname.clone());
+                }
             }
         }
         let drain = self.config.server.shutdown.drain_timeout.get();

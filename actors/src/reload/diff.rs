@@ -1,12 +1,16 @@
 //! The pure part of a reload: which backends the gateway should have (static ones from the
-//! config plus registry registrations), what must change to get there from the current set, and
-//! which changed keys cannot be applied live. No actix, no I/O: unit-tested below.
+//! config, each host name expanded into the addresses it last resolved to, plus registry
+//! registrations), what must change to get there from the current set, and which changed keys
+//! cannot be applied live. No actix, no I/O: unit-tested below.
 //!
-//! A backend is identified by `upstream/addr`. Same id before and after = the same backend: it
-//! keeps its state (health verdict, breaker, counters, drain flag); only its weight may change.
+//! A backend is identified by `upstream/addr`, `addr` being the resolved `ip:port` for a host
+//! name. Same id before and after = the same backend: it keeps its state (health verdict,
+//! breaker, counters, drain flag); only its weight (and the name it came from) may change. So a
+//! changed DNS answer is applied exactly like a reload: vanished addresses drain and retire.
 
 use crate::backend::state::Source;
 use crate::build::backend_id;
+use crate::dns::{is_host_name, DnsTable};
 use crate::reload::listeners::control_shared;
 use gogate_config::{Config, DEFAULT_UPSTREAM};
 use std::collections::BTreeMap;
@@ -27,23 +31,39 @@ pub struct Desired {
     pub addr: String,
     pub weight: u32,
     pub source: Source,
+    /// The configured `host:port` this address was resolved from; `None` for IP literals and
+    /// registrations.
+    pub hostname: Option<String>,
 }
 
-/// Every backend implied by `config` and the registrations, by id. A registration whose address
-/// equals a static backend of the same upstream is that backend (the static weight wins).
+/// Every backend implied by `config`, the last good DNS answers and the registrations, by id.
+/// A host name contributes one backend per address in `dns` (none while it never resolved),
+/// each with the configured weight. Where two entries of one upstream give the same address
+/// (an IP listed and also resolved, two names resolving alike, a registration of a static
+/// address), the first in file order is that backend (registrations come last).
 pub fn desired_backends(
     config: &Config,
     registrations: &BTreeMap<String, Registration>,
+    dns: &DnsTable,
 ) -> BTreeMap<String, Desired> {
     let mut out = BTreeMap::new();
     for name in config.upstream_names() {
         for b in config.upstream_settings(&name).backends {
-            out.entry(backend_id(&name, &b.addr)).or_insert(Desired {
-                upstream: name.clone(),
-                addr: b.addr.clone(),
-                weight: b.weight,
-                source: Source::Static,
-            });
+            let (addrs, hostname) = if is_host_name(&b.addr) {
+                let resolved = dns.addrs(&b.addr).iter().map(|a| a.to_string());
+                (resolved.collect(), Some(b.addr.clone()))
+            } else {
+                (vec![b.addr.clone()], None)
+            };
+            for addr in addrs {
+                out.entry(backend_id(&name, &addr)).or_insert(Desired {
+                    upstream: name.clone(),
+                    addr,
+                    weight: b.weight,
+                    source: Source::Static,
+                    hostname: hostname.clone(),
+                });
+            }
         }
     }
     for r in registrations.values() {
@@ -54,6 +74,7 @@ pub fn desired_backends(
                 addr: r.addr.clone(),
                 weight: r.weight,
                 source: Source::Registry,
+                hostname: None,
             });
     }
     out
@@ -169,7 +190,7 @@ mod tests {
 
     #[test]
     fn unchanged_config_plans_nothing() {
-        let d = desired_backends(&cfg(BASE), &BTreeMap::new());
+        let d = desired_backends(&cfg(BASE), &BTreeMap::new(), &DnsTable::default());
         let plan = plan_backends(&weights(&d), &d);
         assert!(plan.is_empty());
         assert_eq!(plan.keep, 3);
@@ -177,9 +198,12 @@ mod tests {
 
     #[test]
     fn adds_removes_and_reweights_by_id() {
-        let old = desired_backends(&cfg(BASE), &BTreeMap::new());
+        let old = desired_backends(&cfg(BASE), &BTreeMap::new(), &DnsTable::default());
         let new = cfg("server:\n  backends: [{addr: \"127.0.0.1:2\", weight: 5}, {addr: \"127.0.0.1:4\"}]\nupstreams:\n  api:\n    backends: [{addr: \"127.0.0.1:3\"}]\n");
-        let plan = plan_backends(&weights(&old), &desired_backends(&new, &BTreeMap::new()));
+        let plan = plan_backends(
+            &weights(&old),
+            &desired_backends(&new, &BTreeMap::new(), &DnsTable::default()),
+        );
         assert_eq!(plan.add, ["default/127.0.0.1:4"]);
         assert_eq!(plan.remove, ["default/127.0.0.1:1"]);
         assert_eq!(plan.reweight, [("default/127.0.0.1:2".to_string(), 5)]);
@@ -188,9 +212,12 @@ mod tests {
 
     #[test]
     fn moving_a_backend_to_another_upstream_is_a_new_backend() {
-        let old = desired_backends(&cfg(BASE), &BTreeMap::new());
+        let old = desired_backends(&cfg(BASE), &BTreeMap::new(), &DnsTable::default());
         let new = cfg("server:\n  backends: [{addr: \"127.0.0.1:1\"}, {addr: \"127.0.0.1:2\", weight: 2}]\nupstreams:\n  api:\n    backends: [{addr: \"127.0.0.1:1\"}]\n");
-        let plan = plan_backends(&weights(&old), &desired_backends(&new, &BTreeMap::new()));
+        let plan = plan_backends(
+            &weights(&old),
+            &desired_backends(&new, &BTreeMap::new(), &DnsTable::default()),
+        );
         assert_eq!(plan.add, ["api/127.0.0.1:1"]);
         assert_eq!(plan.remove, ["api/127.0.0.1:3"]);
     }
@@ -208,7 +235,7 @@ mod tests {
             ("b".to_string(), reg("unknown", "127.0.0.1:8")),
             ("c".to_string(), reg("default", "127.0.0.1:1")),
         ]);
-        let d = desired_backends(&config, &regs);
+        let d = desired_backends(&config, &regs, &DnsTable::default());
         assert_eq!(d.len(), 5, "{d:?}");
         assert_eq!(d["api/127.0.0.1:9"].source, Source::Registry);
         assert_eq!(d["default/127.0.0.1:8"].source, Source::Registry);
@@ -216,8 +243,80 @@ mod tests {
         assert_eq!((merged.source, merged.weight), (Source::Static, 1));
         // A reload that drops the upstream `api` moves its registrations to `default`.
         let smaller = cfg("server:\n  backends: [{addr: \"127.0.0.1:1\"}]\n");
-        let d2 = desired_backends(&smaller, &regs);
+        let d2 = desired_backends(&smaller, &regs, &DnsTable::default());
         assert!(d2.contains_key("default/127.0.0.1:9"), "{d2:?}");
+    }
+
+    fn sa(s: &str) -> std::net::SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    const DNS: &str = "server:\n  backends: [{addr: \"10.0.0.9:80\"}, {addr: \"api.internal:8080\", weight: 3}]\nupstreams:\n  other:\n    backends: [{addr: \"api.internal:8080\"}]\n";
+
+    fn answer(t: &mut DnsTable, addrs: Result<&[&str], &str>) {
+        let e = t.begin();
+        let result = addrs
+            .map(|a| a.iter().map(|s| sa(s)).collect())
+            .map_err(str::to_string);
+        t.apply("api.internal:8080", e, result, std::time::Instant::now());
+    }
+
+    #[test]
+    fn a_host_name_is_one_backend_per_resolved_address_with_the_configured_weight() {
+        let config = cfg(DNS);
+        let mut t = DnsTable::default();
+        let none = desired_backends(&config, &BTreeMap::new(), &t);
+        assert_eq!(none.keys().collect::<Vec<_>>(), ["default/10.0.0.9:80"]);
+        assert_eq!(none["default/10.0.0.9:80"].hostname, None);
+
+        answer(
+            &mut t,
+            Ok(&["10.0.0.2:8080", "10.0.0.1:8080", "10.0.0.9:80"]),
+        );
+        let d = desired_backends(&config, &BTreeMap::new(), &t);
+        let ids: Vec<&str> = d.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            [
+                "default/10.0.0.1:8080",
+                "default/10.0.0.2:8080",
+                "default/10.0.0.9:80",
+                "other/10.0.0.1:8080",
+                "other/10.0.0.2:8080",
+                "other/10.0.0.9:80"
+            ]
+        );
+        let r = &d["default/10.0.0.2:8080"];
+        assert_eq!((r.addr.as_str(), r.weight), ("10.0.0.2:8080", 3));
+        assert_eq!(r.hostname.as_deref(), Some("api.internal:8080"));
+        assert_eq!(r.source, Source::Static);
+        // The IP listed first in file order is that backend, not a resolved duplicate.
+        assert_eq!(d["default/10.0.0.9:80"].hostname, None);
+        assert_eq!(d["other/10.0.0.9:80"].weight, 1);
+    }
+
+    #[test]
+    fn a_changed_answer_retires_vanished_addresses_and_keeps_the_others() {
+        let config = cfg(DNS);
+        let mut t = DnsTable::default();
+        answer(&mut t, Ok(&["10.0.0.1:8080", "10.0.0.2:8080"]));
+        let before = desired_backends(&config, &BTreeMap::new(), &t);
+        answer(&mut t, Ok(&["10.0.0.2:8080", "10.0.0.3:8080"]));
+        let after = desired_backends(&config, &BTreeMap::new(), &t);
+        let plan = plan_backends(&weights(&before), &after);
+        assert_eq!(plan.add, ["default/10.0.0.3:8080", "other/10.0.0.3:8080"]);
+        assert_eq!(
+            plan.remove,
+            ["default/10.0.0.1:8080", "other/10.0.0.1:8080"]
+        );
+        assert_eq!(plan.keep, 3, "{plan:?}");
+        // A failed lookup keeps the last good set: nothing to do.
+        answer(&mut t, Err("SERVFAIL"));
+        let failed = desired_backends(&config, &BTreeMap::new(), &t);
+        assert!(plan_backends(&weights(&after), &failed).is_empty());
+        answer(&mut t, Ok(&[]));
+        let empty = desired_backends(&config, &BTreeMap::new(), &t);
+        assert!(plan_backends(&weights(&after), &empty).is_empty());
     }
 
     #[test]

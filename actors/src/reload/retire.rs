@@ -75,8 +75,9 @@ impl ConfigActor {
     }
 
     /// Puts a still-draining backend back in service with weight `weight`; false when there is
-    /// none to restore (the caller then starts a new one).
-    pub(crate) fn restore(&mut self, id: &str, weight: u32) -> bool {
+    /// none to restore (the caller then starts a new one). `keep_drained`: it comes back drained
+    /// (its host name is drained by the admin).
+    pub(crate) fn restore(&mut self, id: &str, weight: u32, keep_drained: bool) -> bool {
         let Some(r) = self.retiring.remove(id) else {
             return false;
         };
@@ -86,7 +87,7 @@ impl ConfigActor {
         let Some(actor) = r.actor.and_then(|w| w.upgrade()) else {
             return false;
         };
-        if !r.was_draining {
+        if !r.was_draining && !keep_drained {
             actor.do_send(SetDraining(false));
         }
         r.state.set_weight(weight);
