@@ -6,6 +6,8 @@
 mod common;
 use common::scripted::{RawClient, Script, Scripted};
 use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn reply(raw: &str) -> Script {
     Script::Reply(raw.as_bytes().to_vec())
@@ -199,5 +201,38 @@ async fn framing_headers_named_in_connection_still_frame_the_body() {
         "a header named in Connection is hop-by-hop"
     );
     still_in_step(&mut c).await;
+    gw.stop().await;
+}
+
+/// An HTTP/1.0 client does not know chunked framing: a streamed (chunked) upstream body reaches
+/// it unframed, delimited by the gateway closing the connection (RFC 9112 7.1: a server must
+/// not send chunked to a 1.0 recipient).
+#[actix_rt::test]
+async fn an_http10_client_gets_a_chunked_body_delimited_by_close() {
+    let up = Scripted::start(vec![(
+        "/stream",
+        reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+    )])
+    .await;
+    let gw = gateway(&backends_yaml(&[&up.addr_str()], "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.http.unwrap())
+        .await
+        .expect("connect");
+    s.write_all(b"GET /stream HTTP/1.0\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut all))
+        .await
+        .expect("the gateway closes the connection after the body")
+        .expect("read");
+    let text = String::from_utf8_lossy(&all).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "chunked framing sent to an HTTP/1.0 client: {head}"
+    );
+    assert_eq!(body, "hello world", "{text}");
     gw.stop().await;
 }

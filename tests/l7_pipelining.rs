@@ -135,3 +135,40 @@ async fn version_and_close_of_a_later_request_do_not_leak_into_an_earlier_respon
     check(&r2, "GET", "/second", lens[1]);
     gw.stop().await;
 }
+
+/// A request that closes the connection is the last one served on it: requests pipelined
+/// after it are neither answered nor sent upstream (RFC 9112 9.6), whatever its version.
+#[actix_rt::test]
+async fn nothing_after_a_closing_request_is_served() {
+    let up = Upstream::new("a").start().await;
+    let gw = gateway(&backends_yaml(&[&up.addr_str()], "")).await;
+    let lens = lengths(&gw, &["/first"]).await;
+    for closing in [
+        "GET /first HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /first HTTP/1.0\r\nHost: t\r\n\r\n",
+    ] {
+        let mut c = RawClient::connect(gw.http.unwrap()).await;
+        let wire = format!("{closing}GET /never HTTP/1.1\r\nHost: t\r\n\r\nHEAD /never HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.send_raw(wire.as_bytes()).await;
+        let r1 = c.read(false).await.expect("first response");
+        check(&r1, "GET", "/first", lens[0]);
+        assert!(
+            c.stray_bytes().await.is_empty(),
+            "bytes after the closing response"
+        );
+    }
+    // Give a wrongly served request time to reach the upstream before looking.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let never = up
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == "/never")
+        .count();
+    assert_eq!(
+        never, 0,
+        "a request after a closing one reached the upstream"
+    );
+    gw.stop().await;
+}

@@ -356,6 +356,8 @@ mod tests {
     use crate::config_actor::{ConfigActor, RegistryRemove, RegistryUpsert};
     use crate::metrics::Metrics;
     use actix::Actor;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[actix_rt::test]
@@ -403,5 +405,86 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(x.draining());
+    }
+
+    /// A backend removed and added back while it still drains is in rotation in the very
+    /// snapshot that brings it back, and a removed one still serves the requests that took the
+    /// snapshot before its removal: no window where the upstream's only backend refuses them
+    /// (clients saw 503s during reloads under load).
+    #[actix_rt::test]
+    async fn a_restored_backend_is_eligible_in_the_snapshot_that_restores_it() {
+        let yaml =
+            "server:\n  backends: []\n  health: {enabled: false}\n  registry: {enabled: true}\n";
+        let config = gogate_config::load_str(yaml, None).expect("valid config");
+        let log = crate::logging::discard();
+        let actor = ConfigActor::new(config, None, Metrics::new(), &log);
+        let cell = actor.cell();
+        let addr = actor.start();
+        let upsert = || RegistryUpsert {
+            id: "x".into(),
+            name: "default".into(),
+            addr: "127.0.0.1:3".into(),
+            weight: 1,
+        };
+        // A reader on another thread, like a proxy worker, watches the published snapshots
+        // while the backend is being re-added: `phase` is odd during a re-add and changes with
+        // every step, so a look that starts and ends in the same odd phase saw only what that
+        // re-add published (the drain a removal starts is not mistaken for it).
+        let phase = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (cell, phase, stop) = (cell.clone(), phase.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    let before = phase.load(Ordering::SeqCst);
+                    let snap = cell.load();
+                    let draining = snap.upstreams["default"]
+                        .backends
+                        .iter()
+                        .any(|b| b.draining());
+                    if before % 2 == 1 && draining && phase.load(Ordering::SeqCst) == before {
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        };
+        let mut in_flight = None;
+        for round in 0..1000u32 {
+            phase.store(2 * round + 1, Ordering::SeqCst);
+            addr.send(upsert()).await.expect("actor alive");
+            phase.store(2 * round + 2, Ordering::SeqCst);
+            let snap = cell.load();
+            let x = Arc::clone(&snap.upstreams["default"].backends[0]);
+            assert!(
+                !x.draining() && x.eligible(),
+                "round {round}: restored backend still draining"
+            );
+            // A request in flight at the removal: the backend drains (and can be restored)
+            // instead of retiring at once.
+            in_flight = Some(x.begin());
+            addr.send(RegistryRemove { id: "x".into() })
+                .await
+                .expect("actor alive");
+            let ids: Vec<String> = cell.load().backends().map(|b| b.id.clone()).collect();
+            assert!(
+                ids.is_empty(),
+                "round {round}: removed backend still published: {ids:?}"
+            );
+            // A request that took the previous snapshot just before the removal can still be
+            // served by it while it drains (it answered 503 when it was flagged draining).
+            assert!(
+                x.eligible(),
+                "round {round}: a draining removal refuses late requests"
+            );
+        }
+        drop(in_flight);
+        stop.store(true, Ordering::SeqCst);
+        let seen = reader.join().expect("reader thread");
+        assert_eq!(
+            seen, 0,
+            "a snapshot publishing the re-added backend held it draining"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Removed backends drain before their actor stops: no new requests (the drain flag), in-flight
-//! ones finish, then `Retire` once `active()` reaches 0 or `shutdown.drainTimeout` passed. A
+//! Removed backends drain before their actor stops: no new requests (no snapshot published after
+//! the removal holds them), in-flight ones finish, then `Retire` once `active()` reaches 0 or
+//! `shutdown.drainTimeout` passed. A
 //! backend re-added while it still drains is restored with its state (health verdict, breaker,
 //! counters) instead of starting afresh as healthy (B9).
 //!
@@ -9,7 +10,7 @@
 //!       └──re-added (restore)──┘   whichever claims first wins (one atomic swap)
 //! ```
 
-use crate::backend::actor::{BackendActor, Retire, SetDraining};
+use crate::backend::actor::{BackendActor, Retire};
 use crate::backend::state::BackendState;
 use crate::config_actor::ConfigActor;
 use actix::{Addr, WeakAddr};
@@ -43,10 +44,11 @@ impl ConfigActor {
         };
         info!(self.log, "backend removed; draining"; "backend" => &state.addr,
               "upstream" => &state.upstream, "active" => state.active());
+        // Not flagged draining: no snapshot published from now on holds it, so no new request
+        // picks it; a request that took the previous snapshot just before this reload may
+        // still pick it, and is served (a flag here answered those with a 503 when it was the
+        // upstream's only backend).
         let was_draining = state.draining();
-        if let Some(a) = &actor {
-            a.do_send(SetDraining(true));
-        }
         let claimed = Arc::new(AtomicBool::new(false));
         self.retiring.insert(
             id.to_string(),
@@ -87,9 +89,9 @@ impl ConfigActor {
         let Some(actor) = r.actor.and_then(|w| w.upgrade()) else {
             return false;
         };
-        if !r.was_draining && !keep_drained {
-            actor.do_send(SetDraining(false));
-        }
+        // Set before the snapshot that holds it again is published (a message to its actor
+        // would leave a window where that snapshot holds it in the wrong state).
+        r.state.set_draining(r.was_draining || keep_drained);
         r.state.set_weight(weight);
         info!(self.log, "backend restored while draining"; "backend" => &r.state.addr,
               "upstream" => &r.state.upstream, "healthy" => r.state.healthy());

@@ -125,6 +125,12 @@ impl Codec {
         }
     }
 
+    /// Whether the response encoded last closes the connection (gogate patch).
+    #[inline]
+    pub(crate) fn closes_connection(&self) -> bool {
+        self.conn_type == ConnectionType::Close
+    }
+
     /// Frames the next response for the request `ctx` was taken from (gogate patch).
     #[inline]
     pub(crate) fn set_response_context(&mut self, ctx: ResponseContext) {
@@ -198,6 +204,17 @@ impl Encoder<Message<(Response<()>, BodySize)>> for Codec {
                 } else {
                     self.conn_type
                 };
+
+                // gogate patch: HTTP/1.0 has no chunked framing (RFC 9112 7.1): a streamed body
+                // to a 1.0 client goes unframed and the connection's close delimits it.
+                if self.version < Version::HTTP_11
+                    && length == BodySize::Stream
+                    && !self.flags.contains(Flags::HEAD)
+                    && self.conn_type != ConnectionType::Upgrade
+                {
+                    res.head_mut().no_chunking(true);
+                    self.conn_type = ConnectionType::Close;
+                }
 
                 // encode message
                 self.encoder.encode(

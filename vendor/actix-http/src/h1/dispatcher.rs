@@ -495,6 +495,13 @@ where
                 DispatchError::Io(err)
             })?;
 
+        // gogate patch: a response that closes the connection is the last one on it. Requests
+        // pipelined after it are not served (RFC 9112 9.6): DRAINING keeps them from starting
+        // and shuts the connection down once this response is written.
+        if this.codec.closes_connection() {
+            this.flags.insert(Flags::DRAINING);
+        }
+
         Ok(size)
     }
 
