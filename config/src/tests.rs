@@ -140,11 +140,6 @@ fn later_features_are_refused_not_ignored() {
         e.contains("server.tls.enabled") && e.contains("not supported yet"),
         "{e}"
     );
-    let e = err_text(&format!("{BASE}jwt:\n  secret: x\n"));
-    assert!(
-        e.contains("jwt: JWT authentication is not supported yet"),
-        "{e}"
-    );
 }
 
 #[test]
