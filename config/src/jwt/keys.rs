@@ -142,7 +142,8 @@ impl JwtKeys {
         };
         if !j.secret.is_empty() {
             keys.secret = Some(DecodingKey::from_secret(j.secret.as_bytes()));
-            keys.sources.push(("secret".into(), j.secret.as_bytes().to_vec()));
+            keys.sources
+                .push(("secret".into(), j.secret.as_bytes().to_vec()));
         } else if !j.secret_env.is_empty() {
             match std::env::var(&j.secret_env) {
                 Ok(v) if !v.is_empty() => {
@@ -221,12 +222,13 @@ impl JwtKeys {
         }
         errors
     }
-
 }
 
 fn file_error(key_path: &str, path: &Path, why: String) -> ConfigError {
     ConfigError::new(key_path, format!("{}: {why}", path.display()))
 }
+
+type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
 
 /// A PEM public key (SPKI `PUBLIC KEY`, or PKCS#1 `RSA PUBLIC KEY`) of any supported kind.
 fn pem_key(bytes: &[u8]) -> Result<Key, String> {
@@ -244,7 +246,7 @@ fn pem_key(bytes: &[u8]) -> Result<Key, String> {
                 .into(),
         );
     }
-    let attempts: [(KeyFamily, fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>); 3] = [
+    let attempts: [(KeyFamily, PemParser); 3] = [
         (KeyFamily::Rsa, DecodingKey::from_rsa_pem),
         (KeyFamily::Ec, DecodingKey::from_ec_pem),
         (KeyFamily::Ed, DecodingKey::from_ed_pem),
@@ -294,9 +296,10 @@ fn jwk_set(bytes: &[u8]) -> Result<Vec<(Option<String>, Key)>, String> {
         };
         let alg = match jwk.common.key_algorithm {
             None => None,
-            Some(ka) => Some(signing_algorithm(ka).ok_or_else(|| {
-                format!("{name}: alg {ka} is not a signature algorithm")
-            })?),
+            Some(ka) => Some(
+                signing_algorithm(ka)
+                    .ok_or_else(|| format!("{name}: alg {ka} is not a signature algorithm"))?,
+            ),
         };
         if let Some(a) = alg {
             if family(a) != fam {

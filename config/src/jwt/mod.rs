@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Algorithm names `algorithms` accepts (JOSE spelling, case-sensitive).
-pub const ALGORITHMS: &str = "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+pub const ALGORITHMS: &str =
+    "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
 /// `jwt:`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -63,7 +63,10 @@ fn none_and_unknown_algorithms_are_refused() {
     let e = err("  algorithms: [HS999]\n  secret: x\n", "");
     assert!(e.contains("unknown algorithm \"HS999\""), "{e}");
     let e = err("  secret: x\n", "");
-    assert!(e.contains("jwt.algorithms") && e.contains("explicitly"), "{e}");
+    assert!(
+        e.contains("jwt.algorithms") && e.contains("explicitly"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -98,7 +101,10 @@ fn bad_key_files_name_the_key_and_the_file() {
     assert!(e.contains("gogate.yaml:5:"), "located on its line: {e}");
     let e = err("  algorithms: [RS256]\n  publicKeyFile: jwks.json\n", "");
     assert!(e.contains("no PEM public key"), "{e}");
-    let e = err("  algorithms: [RS256]\n  publicKeyFile: rsa-private.pem\n", "");
+    let e = err(
+        "  algorithms: [RS256]\n  publicKeyFile: rsa-private.pem\n",
+        "",
+    );
     assert!(e.contains("private key"), "{e}");
     let e = err("  algorithms: [RS256]\n  jwksFile: rsa-public.pem\n", "");
     assert!(e.contains("jwt.jwksFile") && e.contains("not JSON"), "{e}");
@@ -159,7 +165,10 @@ fn forward_claims_need_valid_free_header_names() {
 fn secrets_are_redacted_and_keys_compare_by_content() {
     let c = load("  algorithms: [HS256]\n  secret: s3cret\n", "").expect("valid");
     let json = c.redacted_json().to_string();
-    assert!(!json.contains("s3cret") && json.contains("<redacted>"), "{json}");
+    assert!(
+        !json.contains("s3cret") && json.contains("<redacted>"),
+        "{json}"
+    );
     let same = load("  algorithms: [HS256]\n  secret: s3cret\n", "").expect("valid");
     assert_eq!(c, same);
     let other = load("  algorithms: [HS256]\n  secret: other\n", "").expect("valid");
