@@ -17,6 +17,7 @@ use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, plan_backends, restart_required};
 use crate::reload::listeners::ApplyListeners;
 use actix::prelude::*;
+use gogate_config::jwt::{check_size, MAX_KEY_FILE_BYTES};
 use gogate_config::{prepare, Config, ConfigError, ConfigErrors, KeyFiles};
 use slog::{info, warn};
 use std::collections::BTreeMap;
@@ -81,10 +82,20 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
 /// Reads the key files a configuration references with `tokio::fs` (a failure is kept per
 /// file and reported by `PendingConfig::finish`, naming the file).
 async fn read_key_files_async(paths: Vec<PathBuf>) -> KeyFiles {
+    use tokio::io::AsyncReadExt;
     let mut files = KeyFiles::new();
     for p in paths {
-        let bytes = tokio::fs::read(&p).await.map_err(|e| e.to_string());
-        files.insert(p, bytes);
+        let mut bytes = Vec::new();
+        let read = match tokio::fs::File::open(&p).await {
+            Ok(f) => f
+                .take(MAX_KEY_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|_| check_size(bytes)),
+            Err(e) => Err(e.to_string()),
+        };
+        files.insert(p, read);
     }
     files
 }

@@ -16,13 +16,32 @@ use std::str::FromStr;
 /// The contents of the key files a configuration references (or why one could not be read).
 pub type KeyFiles = BTreeMap<PathBuf, Result<Vec<u8>, String>>;
 
+/// Largest key file read (a PEM key is a few KiB, a large JWK Set some tens): a mistaken path
+/// such as a device or a log file fails the load instead of filling memory.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Reads `paths` with blocking I/O (the CLI and startup; the reload pipeline reads them with
-/// `tokio::fs` instead).
+/// `tokio::fs` instead), each at most [`MAX_KEY_FILE_BYTES`].
 pub fn read_key_files(paths: &[PathBuf]) -> KeyFiles {
-    paths
-        .iter()
-        .map(|p| (p.clone(), std::fs::read(p).map_err(|e| e.to_string())))
-        .collect()
+    use std::io::Read;
+    let read = |p: &Path| -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        std::fs::File::open(p)
+            .and_then(|f| f.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut out))
+            .map_err(|e| e.to_string())?;
+        check_size(out)
+    };
+    paths.iter().map(|p| (p.clone(), read(p))).collect()
+}
+
+/// Refuses contents over [`MAX_KEY_FILE_BYTES`] (read with one byte to spare to tell).
+pub fn check_size(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_KEY_FILE_BYTES} bytes; not a key file"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The kind of key an algorithm verifies with.

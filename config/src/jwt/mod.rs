@@ -5,7 +5,9 @@
 
 mod keys;
 
-pub use keys::{read_key_files, JwtKeys, KeyFamily, KeyFiles, KeyMiss};
+pub use keys::{
+    check_size, read_key_files, JwtKeys, KeyFamily, KeyFiles, KeyMiss, MAX_KEY_FILE_BYTES,
+};
 
 use crate::duration::{parse_duration, Dur};
 use crate::error::ConfigError;
@@ -23,8 +25,8 @@ use std::time::Duration;
 pub const ALGORITHMS: &str =
     "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
-/// `jwt:`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `jwt:` (its `Debug` leaves the secret out).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct JwtConfig {
     /// The allow-list; a token whose header names another algorithm is rejected.
@@ -72,6 +74,24 @@ impl Default for JwtConfig {
             forward_claims: BTreeMap::new(),
             keys: None,
         }
+    }
+}
+
+impl fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("algorithms", &self.algorithms)
+            .field("secret", &(!self.secret.is_empty()).then_some("<redacted>"))
+            .field("secret_env", &self.secret_env)
+            .field("public_key_file", &self.public_key_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .field("require_exp", &self.require_exp)
+            .field("forward_claims", &self.forward_claims)
+            .field("keys", &self.keys)
+            .finish()
     }
 }
 

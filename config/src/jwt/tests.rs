@@ -175,3 +175,22 @@ fn secrets_are_redacted_and_keys_compare_by_content() {
     assert_ne!(c, other);
     assert_eq!(c.without_keys().jwt.and_then(|j| j.keys), None);
 }
+
+#[test]
+fn key_files_are_read_with_a_size_bound() {
+    let e = err("  algorithms: [RS256]\n  publicKeyFile: /dev/zero\n", "");
+    assert!(
+        e.contains("jwt.publicKeyFile") && e.contains("/dev/zero") && e.contains("larger than"),
+        "{e}"
+    );
+}
+
+#[test]
+fn debug_output_leaves_the_secret_out() {
+    let c = load("  algorithms: [HS256]\n  secret: s3cret\n", "").expect("valid");
+    let text = format!("{c:?}");
+    assert!(
+        !text.contains("s3cret") && text.contains("<redacted>"),
+        "{text}"
+    );
+}
