@@ -729,3 +729,33 @@ async fn clients_keep_their_answers_across_a_reload_that_changes_the_secret() {
     assert_eq!(bearer(&gw, "/admin", &old).await.status, 401);
     gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn refused_uploads_and_upgrades_never_reach_the_upstream() {
+    let up = Upstream::new("up").start().await;
+    let gw = gateway(&yaml(&up, &hs_policy())).await;
+    let addr = gw.http.expect("http listener");
+    // The gateway never reads a refused request's body, and never takes it for a request.
+    let smuggled = "GET /public/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+    let post = format!(
+        "POST /admin/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    let raw = raw_exchange(addr, post.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&raw), 401, "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("connection: close"),
+        "{raw}"
+    );
+    assert_eq!(raw.matches("HTTP/1.1 ").count(), 1, "one answer: {raw}");
+    // A WebSocket handshake is authenticated like any request.
+    let ws = b"GET /admin/socket HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let raw = raw_exchange(addr, ws, Duration::from_secs(2)).await;
+    assert_eq!(status_of(&raw), 401, "{raw}");
+    assert_eq!(up.hits(), 0);
+    // GET /config shows the secret redacted.
+    let info = gw.admin_get("/config").await.json();
+    assert_eq!(info["config"]["jwt"]["secret"], "<redacted>", "{info}");
+    assert!(!info.to_string().contains(SECRET));
+    gw.stop().await;
+}
