@@ -156,8 +156,10 @@ fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 fn full_example_sets_every_key_of_the_schema() {
     // The schema as it serialises: every server/logging key, plus one upstream with every
     // override block, one route with every key and the jwt: block.
-    let mut reference = Config::default();
-    reference.jwt = Some(JwtConfig::default());
+    let mut reference = Config {
+        jwt: Some(JwtConfig::default()),
+        ..Config::default()
+    };
     let backend = BackendConfig {
         addr: "127.0.0.1:1".into(),
         weight: 1,
