@@ -36,7 +36,7 @@ pub(crate) fn authorize(
     auth.rejected.inc(rejection);
     debug!(w.log, "request refused by jwt auth";
            "route" => &route.name, "reason" => rejection.reason(),
-           "request_id" => &ex.request_id, "client_ip" => ex.fwd.client_ip.to_string());
+           "request_id" => &ex.request_id, "client_ip" => %ex.fwd.client_ip);
     let (err, challenge) = if rejection.invalid_token() {
         (
             GatewayError::InvalidToken,

@@ -194,3 +194,34 @@ fn debug_output_leaves_the_secret_out() {
         "{text}"
     );
 }
+
+#[test]
+fn jwk_sets_are_checked_key_by_key() {
+    let dir = std::env::temp_dir().join(format!("gogate-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ec = r#"{"kty":"EC","crv":"P-256","kid":"a","x":"QLGqPcG3bhQllz0UP6jNMWPku4c0T_WIBnmMLdkcp3g","y":"rS_pEHDPy7soFGWJEuIghPFsLxvq3Y8A8Gj04CswLK8"}"#;
+    let load_set = |body: &str| {
+        let path = dir.join("set.json");
+        std::fs::write(&path, body).expect("write set");
+        let text = format!(
+            "server:\n  backends: [{{addr: \"127.0.0.1:9001\"}}]\njwt:\n  algorithms: [ES256]\n  jwksFile: {}\n",
+            path.display()
+        );
+        load_str(&text, None).map_err(|e| e.to_string())
+    };
+    assert!(load_set(&format!(r#"{{"keys":[{ec}]}}"#)).is_ok());
+    let enc = ec.replace(r#""kid":"a""#, r#""kid":"e","use":"enc""#);
+    let only_enc = load_set(&format!(r#"{{"keys":[{enc}]}}"#)).unwrap_err();
+    assert!(only_enc.contains("no signing key"), "{only_enc}");
+    assert!(load_set(&format!(r#"{{"keys":[{enc},{ec}]}}"#)).is_ok());
+    let dup = load_set(&format!(r#"{{"keys":[{ec},{ec}]}}"#)).unwrap_err();
+    assert!(dup.contains("kid is used twice"), "{dup}");
+    let oct = load_set(r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#).unwrap_err();
+    assert!(oct.contains("symmetric"), "{oct}");
+    let wrong_alg = ec.replace(r#""kid":"a""#, r#""kid":"a","alg":"RS256""#);
+    let e = load_set(&format!(r#"{{"keys":[{wrong_alg}]}}"#)).unwrap_err();
+    assert!(e.contains("does not fit"), "{e}");
+    let e = load_set(r#"{"nokeys":[]}"#).unwrap_err();
+    assert!(e.contains("JSON Web Key Set"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
