@@ -349,6 +349,11 @@ fn routes(v: &mut Validator, cfg: &Config) {
                     format!("{p}.match.{key}"),
                     format!("{val:?} must start with '/' and contain no '?', '#' or spaces"),
                 );
+            } else if !val.is_empty() && !is_normal_path(val) {
+                v.err(
+                    format!("{p}.match.{key}"),
+                    format!("{val:?} can never match: requests are matched on their normalised path, which has no '//', no '.' or '..' segment, no ';' parameters and no '\\'"),
+                );
             }
         }
         for (j, meth) in m.methods.iter().enumerate() {
@@ -439,6 +444,13 @@ fn routes(v: &mut Validator, cfg: &Config) {
             v.not_yet(&format!("{p}.cors"), "CORS");
         }
     }
+}
+
+/// A route path in the form requests are matched in (see `gogate_actors::path`).
+fn is_normal_path(path: &str) -> bool {
+    let body = path.strip_suffix('/').unwrap_or(path);
+    !path.contains(['\\', ';'])
+        && (body.is_empty() || body[1..].split('/').all(|s| !matches!(s, "" | "." | "..")))
 }
 
 fn valid_host_pattern(host: &str) -> bool {
