@@ -2,6 +2,7 @@
 //! owns. Everything the request path would otherwise compute per request (route order, balancer
 //! schedules, header names, metric label handles) is computed here, once per generation.
 
+use crate::auth::{claim_header_names, AuthCounters, JwtVerifier, RouteAuth};
 use crate::backend::state::BackendState;
 use crate::balance::Balancer;
 use crate::breaker::{BreakerActor, BreakerLink};
@@ -111,6 +112,8 @@ pub fn build_snapshot(
         }
     };
 
+    // One compiled policy for every `auth: jwt` route of this generation.
+    let verifier = config.jwt.as_ref().and_then(JwtVerifier::new).map(Arc::new);
     let routes = config
         .routes
         .iter()
@@ -137,7 +140,11 @@ pub fn build_snapshot(
                 RouteMetrics::new(metrics, "http", &r.name),
             )
             .with_rate_limit(limits.for_route(r, metrics))
-            .with_sticky(StickyKey::new(&r.sticky));
+            .with_sticky(StickyKey::new(&r.sticky))
+            .with_auth(r.requires_jwt().then(|| RouteAuth {
+                verifier: verifier.clone(),
+                rejected: AuthCounters::new(metrics, &r.name),
+            }));
             (rule, Arc::new(snap))
         })
         .collect();
@@ -184,6 +191,7 @@ pub fn build_snapshot(
         idle_timeouts: IdleCounters::new(metrics),
         unmatched_rate_limit: limits.http(metrics, "none"),
         keyed_rate_limits: limits.keyed(),
+        claim_headers: claim_header_names(config.jwt.as_ref()),
         routes: RouteTable::new(routes),
         default_route,
         tcp,

@@ -2,6 +2,7 @@
 //! snapshots they publish for the data plane. The L4 data path lives in `tcp::session`; the L7
 //! data path is in the binary crate. Pure logic (`balance`, `routing`) has no actix in it.
 
+pub mod auth;
 pub mod backend;
 pub mod balance;
 pub mod breaker;
@@ -12,6 +13,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod panics;
+pub mod path;
 pub mod ratelimit;
 pub mod registry;
 pub mod reload;

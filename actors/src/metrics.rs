@@ -32,6 +32,8 @@ pub struct Metrics {
     pub backend_bytes_received: IntCounterVec,
     pub breaker_state: IntGaugeVec,
     pub rate_limited: IntCounterVec,
+    /// Requests refused by a route's `auth: jwt`, by route and reason.
+    pub auth_rejected: IntCounterVec,
     pub rate_limit_keys: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub dns_resolutions: IntCounterVec,
@@ -133,6 +135,11 @@ impl Metrics {
                 "gogate_rate_limit_rejected_total",
                 "Requests and connections rejected by a rate limit.",
                 &["listener", "route"],
+            ),
+            auth_rejected: counter(
+                "gogate_auth_rejected_total",
+                "Requests refused by a route's JWT check (401), by reason.",
+                &["route", "reason"],
             ),
             rate_limit_keys: gauge(
                 "gogate_rate_limit_keys",

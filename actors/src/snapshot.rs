@@ -3,6 +3,7 @@
 //! nanoseconds) and never waits for an actor. The backends inside are shared `Arc`s whose
 //! atomics the actors keep updating, so health or drain changes need no new snapshot.
 
+use crate::auth::RouteAuth;
 use crate::backend::state::{ActiveGuard, BackendState, BreakerPosition};
 use crate::balance::Balancer;
 use crate::breaker::BreakerLink;
@@ -58,6 +59,8 @@ pub struct GatewaySnapshot {
     pub access_log: bool,
     /// Counts exchanges cut by `timeouts.idle`.
     pub idle_timeouts: IdleCounters,
+    /// `jwt.forwardClaims` header names: removed from every forwarded request (anti-spoofing).
+    pub claim_headers: Vec<HeaderName>,
 }
 
 impl GatewaySnapshot {
@@ -176,6 +179,8 @@ pub struct RouteSnapshot {
     /// The limit this route's requests are checked against (its own, or the server's).
     pub rate_limit: Option<RateLimitSnapshot>,
     pub sticky: StickyKey,
+    /// `auth: jwt`: the token check and its rejection counters.
+    pub auth: Option<RouteAuth>,
 }
 
 impl RouteSnapshot {
@@ -203,7 +208,13 @@ impl RouteSnapshot {
             metrics,
             rate_limit: None,
             sticky: StickyKey::None,
+            auth: None,
         }
+    }
+
+    pub(crate) fn with_auth(mut self, auth: Option<RouteAuth>) -> Self {
+        self.auth = auth;
+        self
     }
 
     pub(crate) fn with_rate_limit(mut self, limit: Option<RateLimitSnapshot>) -> Self {

@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod duration;
 pub mod error;
+pub mod jwt;
 mod locate;
 pub mod model;
 pub mod rate_limit;
@@ -17,6 +18,7 @@ pub mod validate;
 pub use addr::{check_backend_addr, parse_listen_addr, Cidr};
 pub use duration::{parse_duration, Dur};
 pub use error::{ConfigError, ConfigErrors};
+pub use jwt::{read_key_files, JwtConfig, JwtKeys, KeyFiles};
 pub use model::*;
 
 use std::path::Path;
@@ -33,7 +35,7 @@ const RENAMED_KEYS: &[(&str, &str)] = &[
     ("http_transport", "upstream connection reuse is server.tcpPool and upstream timeouts are server.timeouts"),
 ];
 
-/// Reads, parses and validates the file at `path`.
+/// Reads, parses and validates the file at `path`, and the key files it references.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let mut err = ConfigError::new("", format!("cannot read the configuration file: {e}"));
@@ -48,8 +50,97 @@ pub fn default_config() -> Config {
     load_str(DEFAULT_CONFIG_YAML, None).expect("the embedded default configuration is valid")
 }
 
-/// Parses and validates YAML text; `file` is only used in error messages.
+/// Parses and validates YAML text, then reads the key files it references (blocking I/O)
+/// relative to the directory of `file` (the working directory without one); `file` also names
+/// the file in error messages.
 pub fn load_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let pending = prepare(text, file)?;
+    let files = read_key_files(&pending.key_files());
+    pending.finish(&files)
+}
+
+/// A parsed configuration whose key files are still to be read: [`prepare`] needs no I/O, the
+/// caller reads [`key_files`](Self::key_files) as suits it (the reload pipeline asynchronously),
+/// and [`finish`](Self::finish) compiles them and reports every error of the file at once.
+#[derive(Debug)]
+pub struct PendingConfig {
+    text: String,
+    file: Option<std::path::PathBuf>,
+    config: Config,
+    errors: Vec<ConfigError>,
+}
+
+impl PendingConfig {
+    /// The files to read: nothing when the YAML itself is invalid.
+    pub fn key_files(&self) -> Vec<std::path::PathBuf> {
+        match (&self.config.jwt, self.errors.is_empty()) {
+            (Some(j), true) => j
+                .key_files(&base_dir(self.file.as_deref()))
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The configuration without its keys (for comparisons that ignore the key files).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Compiles the keys from `files` and returns the configuration, or every error found.
+    pub fn finish(mut self, files: &KeyFiles) -> Result<Config, ConfigErrors> {
+        if self.errors.is_empty() {
+            if let Some(j) = &mut self.config.jwt {
+                match JwtKeys::load(j, &base_dir(self.file.as_deref()), files) {
+                    Ok(keys) => j.keys = Some(std::sync::Arc::new(keys)),
+                    Err(e) => self.errors.extend(e),
+                }
+            }
+        }
+        if self.errors.is_empty() {
+            return Ok(self.config);
+        }
+        let (text, file) = (&self.text, self.file.as_deref());
+        Err(ConfigErrors(
+            self.errors
+                .into_iter()
+                .map(|mut e| {
+                    if let Some((line, col)) = locate::locate(text, &e.path) {
+                        e.line = Some(line);
+                        e.column = Some(col);
+                    }
+                    e.file = file.map(Path::to_path_buf);
+                    e
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Where relative key paths point: the config file's directory (DESIGN B10).
+fn base_dir(file: Option<&Path>) -> std::path::PathBuf {
+    file.and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+impl Config {
+    /// This configuration with its compiled keys dropped: equal to what [`prepare`] gives for
+    /// the same text.
+    pub fn without_keys(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(j) = &mut c.jwt {
+            j.keys = None;
+        }
+        c
+    }
+}
+
+/// Parses, normalises and validates YAML text without reading any other file. Syntax errors
+/// fail here; value errors are kept for [`PendingConfig::finish`], so they are reported
+/// together with the key files' ones.
+pub fn prepare(text: &str, file: Option<&Path>) -> Result<PendingConfig, ConfigErrors> {
     let with_file = |mut e: ConfigError| {
         e.file = file.map(Path::to_path_buf);
         e
@@ -65,21 +156,12 @@ pub fn load_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigErrors>
     };
     normalize(&mut cfg);
     let errors = validate::validate(&cfg);
-    if errors.is_empty() {
-        return Ok(cfg);
-    }
-    Err(ConfigErrors(
-        errors
-            .into_iter()
-            .map(|mut e| {
-                if let Some((line, col)) = locate::locate(text, &e.path) {
-                    e.line = Some(line);
-                    e.column = Some(col);
-                }
-                with_file(e)
-            })
-            .collect(),
-    ))
+    Ok(PendingConfig {
+        text: text.to_string(),
+        file: file.map(Path::to_path_buf),
+        config: cfg,
+        errors,
+    })
 }
 
 /// Turns serde_yaml's error ("server.health: unknown field `x`, expected ... at line 3 column 5")
@@ -215,6 +297,9 @@ impl Config {
         let mut copy = self.clone();
         if !copy.server.admin.token.is_empty() {
             copy.server.admin.token = "<redacted>".into();
+        }
+        if let Some(j) = copy.jwt.as_mut().filter(|j| !j.secret.is_empty()) {
+            j.secret = "<redacted>".into();
         }
         serde_json::to_value(&copy).unwrap_or(serde_json::Value::Null)
     }

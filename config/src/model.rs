@@ -19,9 +19,9 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     pub logging: LoggingConfig,
-    /// JWT validation (a later issue); present = "not supported yet" error.
+    /// Token policy of routes with `auth: jwt`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<serde_yaml::Value>,
+    pub jwt: Option<crate::jwt::JwtConfig>,
     /// CORS policy (a later issue); present = "not supported yet" error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<serde_yaml::Value>,
@@ -344,6 +344,7 @@ pub struct RouteConfig {
     pub request_headers: HeaderRules,
     #[serde(alias = "response_headers")]
     pub response_headers: HeaderRules,
+    /// `jwt`: requests need a valid bearer token (the top-level `jwt:` policy); unset = none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
     #[serde(alias = "rate_limit", skip_serializing_if = "Option::is_none")]
@@ -370,6 +371,15 @@ impl Default for RouteConfig {
             timeouts: None,
             cors: None,
         }
+    }
+}
+
+impl RouteConfig {
+    /// `auth: jwt` (any case): requests need a valid bearer token.
+    pub fn requires_jwt(&self) -> bool {
+        self.auth
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case("jwt"))
     }
 }
 

@@ -57,8 +57,8 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     let s = &cfg.server;
     let registry = s.registry.enabled;
 
-    if cfg.jwt.is_some() {
-        v.not_yet("jwt", "JWT authentication");
+    if let Some(jwt) = &cfg.jwt {
+        v.errors.extend(crate::jwt::check(jwt));
     }
     if cfg.cors.is_some() {
         v.not_yet("cors", "CORS");
@@ -349,6 +349,11 @@ fn routes(v: &mut Validator, cfg: &Config) {
                     format!("{p}.match.{key}"),
                     format!("{val:?} must start with '/' and contain no '?', '#' or spaces"),
                 );
+            } else if !val.is_empty() && !is_normal_path(val) {
+                v.err(
+                    format!("{p}.match.{key}"),
+                    format!("{val:?} can never match: requests are matched on their normalised path, which has no '//', no '.' or '..' segment, no ';' parameters and no '\\'"),
+                );
             }
         }
         for (j, meth) in m.methods.iter().enumerate() {
@@ -416,8 +421,20 @@ fn routes(v: &mut Validator, cfg: &Config) {
         }
         header_rules(v, &format!("{p}.requestHeaders"), &r.request_headers);
         header_rules(v, &format!("{p}.responseHeaders"), &r.response_headers);
-        if r.auth.is_some() {
-            v.not_yet(&format!("{p}.auth"), "JWT authentication");
+        match r.auth.as_deref() {
+            None | Some("") => {}
+            Some(a) if a.eq_ignore_ascii_case("jwt") => {
+                if cfg.jwt.is_none() {
+                    v.err(
+                        format!("{p}.auth"),
+                        "auth: jwt needs the top-level jwt: block (algorithms and keys)",
+                    );
+                }
+            }
+            Some(other) => v.err(
+                format!("{p}.auth"),
+                format!("unknown auth {other:?}; allowed: jwt (or leave it unset for none)"),
+            ),
         }
         if let Some(rl) = &r.rate_limit {
             let errors = RateLimitConfig::from(rl).check(&format!("{p}.rateLimit"));
@@ -427,6 +444,13 @@ fn routes(v: &mut Validator, cfg: &Config) {
             v.not_yet(&format!("{p}.cors"), "CORS");
         }
     }
+}
+
+/// A route path in the form requests are matched in (see `gogate_actors::path`).
+fn is_normal_path(path: &str) -> bool {
+    let body = path.strip_suffix('/').unwrap_or(path);
+    !path.contains(['\\', ';'])
+        && (body.is_empty() || body[1..].split('/').all(|s| !matches!(s, "" | "." | "..")))
 }
 
 fn valid_host_pattern(host: &str) -> bool {

@@ -3,8 +3,8 @@
 
 use gogate_config::{
     load_file, load_str, BackendConfig, CheckType, CircuitBreakerOverride, Config, HealthOverride,
-    LbAlgorithm, RetryOverride, RouteConfig, RouteRateLimitConfig, RouteUpstream, TcpPoolOverride,
-    TimeoutsOverride, UpstreamConfig, DEFAULT_CONFIG_YAML,
+    JwtConfig, LbAlgorithm, RetryOverride, RouteConfig, RouteRateLimitConfig, RouteUpstream,
+    TcpPoolOverride, TimeoutsOverride, UpstreamConfig, DEFAULT_CONFIG_YAML,
 };
 use serde_yaml::Value;
 use std::collections::BTreeSet;
@@ -119,8 +119,11 @@ fn full_example_keeps_unreleased_features_off() {
     let s = &c.server;
     assert!(!s.rate_limit.enabled && !s.circuit_breaker.enabled);
     assert!(!s.tls.enabled && !s.registry.enabled);
-    assert!(c.jwt.is_none() && c.cors.is_none());
+    assert!(c.cors.is_none());
     assert_eq!(c.routes.len(), 2);
+    // The JWT policy loads with its key file beside the example (DESIGN B10).
+    let jwt = c.jwt.as_ref().expect("full.yaml has a jwt: block");
+    assert!(jwt.keys.is_some() && c.routes[0].requires_jwt());
 }
 
 /// Every key path in `value`: `a.b` for mappings, `a[]` for list items, and `upstreams.*` for
@@ -152,9 +155,11 @@ fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
 #[test]
 fn full_example_sets_every_key_of_the_schema() {
     // The schema as it serialises: every server/logging key, plus one upstream with every
-    // override block and one route with every key this version accepts (auth is refused for
-    // now, so full.yaml only mentions it in a comment).
-    let mut reference = Config::default();
+    // override block, one route with every key and the jwt: block.
+    let mut reference = Config {
+        jwt: Some(JwtConfig::default()),
+        ..Config::default()
+    };
     let backend = BackendConfig {
         addr: "127.0.0.1:1".into(),
         weight: 1,
@@ -180,6 +185,7 @@ fn full_example_sets_every_key_of_the_schema() {
         timeouts: Some(TimeoutsOverride::default()),
         rate_limit: Some(RouteRateLimitConfig::default()),
         cors: Some(false),
+        auth: Some("jwt".into()),
         ..RouteConfig::default()
     });
     let mut want = BTreeSet::new();

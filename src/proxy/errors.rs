@@ -20,6 +20,10 @@ pub enum GatewayError {
     RateLimited,
     /// The client's body stalled for `timeouts.idle`.
     BodyTimeout,
+    /// `auth: jwt` without a bearer token (no `Authorization`, or another scheme).
+    MissingToken,
+    /// `auth: jwt` with a bearer token that does not verify.
+    InvalidToken,
 }
 
 impl GatewayError {
@@ -38,6 +42,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::MissingToken | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -54,6 +59,8 @@ impl GatewayError {
             GatewayError::BadRequest(why) => why,
             GatewayError::RateLimited => "rate limit exceeded",
             GatewayError::BodyTimeout => "request body timed out",
+            GatewayError::MissingToken => "bearer token required",
+            GatewayError::InvalidToken => "invalid bearer token",
         }
     }
 

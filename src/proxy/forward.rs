@@ -81,7 +81,7 @@ pub async fn forward(
     };
 
     let up = &target.upstream;
-    let path_and_query = upstream_path(req, route);
+    let path_and_query = upstream_path(ex, route);
     let mut tried: Vec<usize> = Vec::with_capacity(0);
     let mut last = GatewayError::NoEligibleBackend;
     for _ in 0..=up.retry_attempts {
@@ -159,13 +159,19 @@ pub async fn forward(
     ex.fail(w, Some(route), last)
 }
 
-/// Path and query for the upstream, with the route's prefix stripped when asked.
-pub(super) fn upstream_path(req: &actix_web::HttpRequest, route: &RouteSnapshot) -> String {
+/// Path and query for the upstream: the normalised path (what was routed and authorised is
+/// what is served), the route's prefix stripped when asked, the query as sent.
+pub(super) fn upstream_path(ex: &Exchange, route: &RouteSnapshot) -> String {
+    let forward = ex.forward_path();
     let path = match &route.strip_prefix {
-        Some(prefix) => gogate_actors::routing::strip_prefix(prefix, req.path()),
-        None => req.path(),
+        // Segment parameters (`/api;v=1/x`) make the prefix a count of segments.
+        Some(prefix) if forward.contains(';') => {
+            gogate_actors::path::strip_segments(prefix, forward)
+        }
+        Some(prefix) => gogate_actors::routing::strip_prefix(prefix, forward),
+        None => forward,
     };
-    match req.uri().query() {
+    match ex.req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     }
@@ -181,6 +187,10 @@ pub(super) fn upstream_headers(
 ) {
     let src = ex.req.headers();
     headers::copy_end_to_end(src, h, websocket, true);
+    // Claim headers come from a verified token only, never from the client (any route).
+    for name in &ex.snap.claim_headers {
+        h.remove(name);
+    }
     let orig_host = src.get("host").cloned();
     let host = if route.preserve_host {
         orig_host.clone()
@@ -207,6 +217,9 @@ pub(super) fn upstream_headers(
     set(h, "x-real-ip", &ex.fwd.client_ip.to_string());
     set(h, "x-request-id", &ex.request_id);
     route.request_headers.apply(h);
+    for (name, value) in &ex.claims {
+        h.insert(name.clone(), value.clone());
+    }
 }
 
 fn set(h: &mut HeaderMap, name: &'static str, value: &str) {

@@ -2,6 +2,7 @@
 //! published snapshot once, checks limits, matches a route, picks a split target and a backend,
 //! and forwards with the worker's awc client. It never awaits an actor.
 
+mod auth;
 mod body;
 pub mod errors;
 mod forward;
@@ -13,6 +14,7 @@ mod websocket;
 
 use body::AccessRecord;
 use errors::GatewayError;
+use gogate_actors::auth::ClaimHeaders;
 use gogate_actors::ratelimit::Decision;
 use gogate_actors::routing::RequestFacts;
 use gogate_actors::snapshot::RouteSnapshot;
@@ -23,6 +25,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::FutureExt;
 use gogate_actors::panics::{self, PanicSite};
 use slog::{error, Drain, Logger};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
@@ -80,9 +83,30 @@ pub(crate) struct Exchange {
     pub exceeded: Rc<Cell<bool>>,
     /// The rate-limit decision, when a limit applies (its `RateLimit-*` headers go on the response).
     pub quota: Option<Decision>,
+    /// The normalised path for the upstream (`gogate_actors::path`); `None` = the request's
+    /// own path, already normal.
+    pub forward_path: Option<Box<str>>,
+    /// The normalised path routes match, segment parameters removed; `None` = `forward_path`.
+    pub match_path: Option<Box<str>>,
+    /// Upstream headers from the accepted token's claims (`jwt.forwardClaims`).
+    pub claims: ClaimHeaders,
 }
 
 impl Exchange {
+    /// The path the upstream receives (before `stripPrefix`).
+    pub fn forward_path(&self) -> &str {
+        self.forward_path
+            .as_deref()
+            .unwrap_or_else(|| self.req.path())
+    }
+
+    /// The path routes are matched against.
+    pub fn match_path(&self) -> &str {
+        self.match_path
+            .as_deref()
+            .unwrap_or_else(|| self.forward_path())
+    }
+
     /// Records the response in metrics and `/stats` (at response-header time).
     fn record_metrics(&self, w: &ProxyWorker, route: &RouteSnapshot, status: u16) {
         let elapsed = self.started.elapsed();
@@ -199,6 +223,9 @@ async fn serve(
         bytes_in: Rc::default(),
         exceeded: Rc::default(),
         quota: None,
+        forward_path: None,
+        match_path: None,
+        claims: Vec::new(),
     };
     let limits = &ex.snap.limits;
     let uri_len = ex
@@ -221,13 +248,28 @@ async fn serve(
         return ex.fail(w, None, GatewayError::BodyTooLarge);
     }
 
+    // Routing, auth and forwarding all see the normalised path (gogate_actors::path).
+    match gogate_actors::path::normalize(ex.req.path()) {
+        Ok(n) => {
+            let owned = |c: Cow<'_, str>| match c {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(s) => Some(s.into_boxed_str()),
+            };
+            let same = n.forward == n.matching;
+            let (forward, matching) = (owned(n.forward), owned(n.matching));
+            ex.match_path = if same { None } else { matching };
+            ex.forward_path = forward;
+        }
+        Err(e) => return ex.fail(w, None, GatewayError::BadRequest(e.message())),
+    }
+
     let snap = Arc::clone(&ex.snap);
     let route = {
         let req = &ex.req;
         let hdr = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let facts = RequestFacts {
             host: headers::request_host(req.headers(), req.uri().host()),
-            path: req.path(),
+            path: ex.match_path(),
             method: req.method().as_str(),
             header: &hdr,
         };
@@ -244,6 +286,9 @@ async fn serve(
         return ex.fail(w, None, GatewayError::NoRoute);
     };
     if let Some(res) = ratelimit::enforce(w, &mut ex, Some(route), route.rate_limit.as_ref()) {
+        return res;
+    }
+    if let Some(res) = auth::authorize(w, &mut ex, route) {
         return res;
     }
     let target = route.pick_target(ex.req.headers());

@@ -76,7 +76,7 @@ pub async fn tunnel(
 
     let mut headers = HeaderMap::new();
     upstream_headers(ex, route, &backend, &mut headers, true);
-    let head = match encode_upgrade_head(&upstream_path(&ex.req, route), &headers) {
+    let head = match encode_upgrade_head(&upstream_path(ex, route), &headers) {
         Ok(h) => h,
         Err(_) => {
             return ex.fail(

@@ -17,7 +17,8 @@ use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, plan_backends, restart_required};
 use crate::reload::listeners::ApplyListeners;
 use actix::prelude::*;
-use gogate_config::{load_str, Config, ConfigError, ConfigErrors};
+use gogate_config::jwt::{check_size, MAX_KEY_FILE_BYTES};
+use gogate_config::{prepare, Config, ConfigError, ConfigErrors, KeyFiles};
 use slog::{info, warn};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -78,6 +79,27 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Reads the key files a configuration references with `tokio::fs` (a failure is kept per
+/// file and reported by `PendingConfig::finish`, naming the file).
+async fn read_key_files_async(paths: Vec<PathBuf>) -> KeyFiles {
+    use tokio::io::AsyncReadExt;
+    let mut files = KeyFiles::new();
+    for p in paths {
+        let mut bytes = Vec::new();
+        let read = match tokio::fs::File::open(&p).await {
+            Ok(f) => f
+                .take(MAX_KEY_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|_| check_size(bytes)),
+            Err(e) => Err(e.to_string()),
+        };
+        files.insert(p, read);
+    }
+    files
+}
+
 async fn read(file: Option<PathBuf>) -> Result<Vec<u8>, ConfigErrors> {
     let Some(path) = file else {
         return Err(ConfigErrors::single(ConfigError::new(
@@ -134,10 +156,12 @@ impl ConfigActor {
         if self.file_hash.is_some() {
             return; // a reload got there first
         }
+        // The YAML only: key files are read by the reload this may trigger, not here (no
+        // blocking I/O in the actor).
         let same = std::str::from_utf8(&bytes)
             .ok()
-            .and_then(|t| load_str(t, self.file.as_deref()).ok())
-            .is_some_and(|c| c == *self.config);
+            .and_then(|t| prepare(t, self.file.as_deref()).ok())
+            .is_some_and(|p| *p.config() == self.config.without_keys());
         if same {
             self.file_hash = Some(hash_bytes(&bytes));
         } else {
@@ -163,18 +187,31 @@ impl ConfigActor {
                 err.file = file.clone();
                 ConfigErrors::single(err)
             })?;
-            load_str(&text, file.as_deref())
+            prepare(&text, file.as_deref())
         });
-        let new = match parsed {
-            Ok(c) => c,
+        let pending = match parsed {
+            Ok(p) => p,
             Err(e) => return Box::pin(fut::ready(Err(self.fail(e.to_string(), trigger)))),
         };
-        let lookups = self.lookups_for(&new);
-        Box::pin(
-            lookups
-                .into_actor(self)
-                .then(move |answers, act, ctx| act.move_listeners(new, answers, trigger, ctx)),
-        )
+        // Key files (JWT) are read off the actor, every reload: a rotated key is picked up even
+        // when the YAML did not change.
+        let reads = read_key_files_async(pending.key_files());
+        Box::pin(reads.into_actor(self).then(move |files, act, _| {
+            let new = match pending.finish(&files) {
+                Ok(c) => c,
+                Err(e) => {
+                    let err = act.fail(e.to_string(), trigger);
+                    return Box::pin(fut::ready(Err(err)))
+                        as ResponseActFuture<Self, Result<ReloadOutcome, ReloadError>>;
+                }
+            };
+            let lookups = act.lookups_for(&new);
+            Box::pin(
+                lookups
+                    .into_actor(act)
+                    .then(move |answers, act, ctx| act.move_listeners(new, answers, trigger, ctx)),
+            )
+        }))
     }
 
     /// Has the listener manager move the listeners `new` changes (if any), then commits.
