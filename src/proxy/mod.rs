@@ -8,6 +8,7 @@ mod forward;
 pub mod headers;
 mod ratelimit;
 pub mod server;
+pub mod tls;
 pub(crate) mod upstream;
 mod websocket;
 
@@ -37,6 +38,8 @@ pub struct ProxyWorker {
     pub log: Logger,
     /// Idle upstream connections of this worker.
     pub pool: Rc<upstream::ConnPool>,
+    /// Serves the HTTPS listener (`X-Forwarded-Proto: https` to the upstream).
+    pub tls: bool,
 }
 
 /// How often a worker closes pooled connections that have been idle too long.
@@ -63,6 +66,7 @@ impl ProxyWorker {
             stats,
             log,
             pool,
+            tls: false,
         }
     }
 }

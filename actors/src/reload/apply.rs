@@ -17,7 +17,8 @@ use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, plan_backends, restart_required};
 use crate::reload::listeners::ApplyListeners;
 use actix::prelude::*;
-use gogate_config::{load_str, Config, ConfigError, ConfigErrors};
+use gogate_config::tls::CertSet;
+use gogate_config::{load_str, Config, ConfigError, ConfigErrors, TlsConfig};
 use slog::{info, warn};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -76,6 +77,23 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
+}
+
+/// Loads the certificates of `tls` when it is enabled, on the blocking pool (file reads), so
+/// the config actor's thread never waits on the disk. The error names the key and file.
+async fn load_certs(
+    tls: TlsConfig,
+    file: Option<PathBuf>,
+) -> Result<Option<Arc<CertSet>>, String> {
+    if !tls.enabled {
+        return Ok(None);
+    }
+    let load = move || gogate_config::tls::load(&tls, file.as_deref());
+    match tokio::task::spawn_blocking(load).await {
+        Ok(Ok(set)) => Ok(Some(Arc::new(set))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("loading the TLS certificates failed (the loading task ended)".into()),
+    }
 }
 
 async fn read(file: Option<PathBuf>) -> Result<Vec<u8>, ConfigErrors> {
@@ -169,18 +187,28 @@ impl ConfigActor {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(self.fail(e.to_string(), trigger)))),
         };
-        let lookups = self.lookups_for(&new);
-        Box::pin(
-            lookups
-                .into_actor(self)
-                .then(move |answers, act, ctx| act.move_listeners(new, answers, trigger, ctx)),
-        )
+        let certs = load_certs(new.server.tls.clone(), file);
+        Box::pin(certs.into_actor(self).then(
+            move |certs, act, _| -> ResponseActFuture<Self, Result<ReloadOutcome, ReloadError>> {
+                let certs = match certs {
+                    Ok(c) => c,
+                    // A bad certificate fails the reload: the old one keeps being served.
+                    Err(e) => return Box::pin(fut::ready(Err(act.fail(e, trigger)))),
+                };
+                let lookups = act.lookups_for(&new);
+                Box::pin(lookups.into_actor(act).then(move |answers, act, ctx| {
+                    act.move_listeners(new, certs, answers, trigger, ctx)
+                }))
+            },
+        ))
     }
 
-    /// Has the listener manager move the listeners `new` changes (if any), then commits.
+    /// Has the listener manager move the listeners `new` changes (if any), publishes the new
+    /// certificates, then commits.
     fn move_listeners(
         &mut self,
         new: Config,
+        certs: Option<Arc<CertSet>>,
         answers: Answers,
         trigger: &'static str,
         ctx: &mut Context<Self>,
@@ -189,20 +217,46 @@ impl ConfigActor {
             ApplyListeners::between(&self.boot, &self.config, &new).map(|msg| (sink, msg))
         });
         let Some((sink, msg)) = rebind else {
+            self.publish_certs(certs);
             return Box::pin(fut::ready(Ok(self.commit(new, answers, trigger, ctx))));
         };
+        // An HTTPS listener that this reload starts must have its certificates from its first
+        // handshake. With TLS off until now, no listener reads the store: publish them first.
+        let early = !self.config.server.tls.enabled;
+        if early {
+            self.publish_certs(certs.clone());
+        }
         info!(self.log, "reload moves listeners"; "tcp" => msg.tcp.as_deref(),
-              "http" => msg.http.as_deref(), "admin" => msg.admin.as_deref(),
-              "metrics" => msg.metrics.as_deref(), "trigger" => trigger);
+              "http" => msg.http.as_deref(), "https" => msg.tls.as_deref(),
+              "admin" => msg.admin.as_deref(), "metrics" => msg.metrics.as_deref(),
+              "trigger" => trigger);
         Box::pin(
             async move { sink.send(msg).await }.into_actor(self).map(
                 move |res, act, ctx| match res {
-                    Ok(Ok(())) => Ok(act.commit(new, answers, trigger, ctx)),
+                    Ok(Ok(())) => {
+                        if !early {
+                            act.publish_certs(certs);
+                        }
+                        Ok(act.commit(new, answers, trigger, ctx))
+                    }
                     Ok(Err(e)) => Err(act.fail(e, trigger)),
                     Err(_) => Err(act.fail("the listener manager is unavailable".into(), trigger)),
                 },
             ),
         )
+    }
+
+    /// Hands the HTTPS listener the certificates of the configuration being applied (none when
+    /// TLS is off): new handshakes use them, open connections keep theirs.
+    fn publish_certs(&self, certs: Option<Arc<CertSet>>) {
+        let Some(store) = &self.cert_store else {
+            return;
+        };
+        if let Some(set) = &certs {
+            let files: Vec<String> = set.files().iter().map(|f| f.display().to_string()).collect();
+            info!(self.log, "tls certificates loaded"; "files" => files.join(", "));
+        }
+        store.store(certs);
     }
 
     /// Records a failed reload (log, metric, `GET /config`); nothing else changes.
@@ -247,6 +301,7 @@ impl ConfigActor {
             self.sync_backends(false);
         }
         self.schedule_dns(ctx);
+        self.refresh_watch(ctx);
         self.metrics
             .config_reloads
             .with_label_values(&["success"])
