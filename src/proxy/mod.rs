@@ -84,6 +84,8 @@ pub(crate) struct Exchange {
     pub exceeded: Rc<Cell<bool>>,
     /// The rate-limit decision, when a limit applies (its `RateLimit-*` headers go on the response).
     pub quota: Option<Decision>,
+    /// It came through the HTTPS listener.
+    pub tls: bool,
 }
 
 impl Exchange {
@@ -203,6 +205,7 @@ async fn serve(
         bytes_in: Rc::default(),
         exceeded: Rc::default(),
         quota: None,
+        tls: w.tls,
     };
     let limits = &ex.snap.limits;
     let uri_len = ex
