@@ -45,6 +45,7 @@ impl Pki {
 /// A gateway config whose HTTPS listener serves `default` plus `a` and `b` by SNI (paths
 /// relative to the config file), every request to `upstream`; `extra` is added under `server`.
 fn config(upstream: &str, tls_extra: &str, extra: &str) -> String {
+    // `extra` lines go under `server:` when indented, at the top level otherwise.
     format!(
         "server:
   listenAddr: \"\"
@@ -523,4 +524,228 @@ async fn try_gateway_from_file(path: &Path) -> String {
         }
         Err(e) => e.to_string(),
     }
+}
+
+/// A free port on 127.0.0.1 (bound, then released).
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+async fn refused(addr: SocketAddr) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_err()
+}
+
+#[actix_rt::test]
+async fn the_https_listener_moves_and_is_disabled_and_enabled_on_reload() {
+    let up = Upstream::new("up")
+        .delay(Duration::from_millis(300))
+        .start()
+        .await;
+    let s = setup(&up.addr_str(), "", "").await;
+    let old = s.https;
+    // A request in progress on the old listener when it moves.
+    let mut open = connect(old, "a.test", &h1_client(&s.pki.ca))
+        .await
+        .expect("handshake");
+    let in_flight = actix_rt::spawn(async move {
+        h1_request(&mut open, "GET", "a.test", "/draining", b"").await
+    });
+    eventually("the request reached the upstream", || async { up.hits() == 1 }).await;
+
+    let moved = free_addr();
+    let yaml = config(&up.addr_str(), "", "").replace(
+        "listenAddr: \"127.0.0.1:0\"\n    certFile",
+        &format!("listenAddr: \"{moved}\"\n    certFile"),
+    );
+    write_config(&s.path, &yaml);
+    let r = s.gw.admin_send("POST", "/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["restart_required"], serde_json::json!([]), "{}", r.body);
+    let new: SocketAddr = moved.parse().expect("address");
+    let mut tls = connect(new, "a.test", &h1_client(&s.pki.ca))
+        .await
+        .expect("the moved listener serves");
+    let r = h1_request(&mut tls, "GET", "a.test", "/moved", b"").await.expect("GET");
+    assert_eq!(r.status, 200);
+    eventually("the old address stops accepting", || refused(old)).await;
+    // It finishes while the old listener drains.
+    let r = in_flight
+        .await
+        .expect("task")
+        .expect("the request in progress on the old listener is answered");
+    assert_eq!(r.status, 200);
+
+    // Disabled, then enabled again, by reload.
+    write_config(&s.path, &yaml.replace("enabled: true", "enabled: false"));
+    let r = s.gw.admin_send("POST", "/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually("the disabled listener stops accepting", || refused(new)).await;
+    write_config(&s.path, &yaml);
+    let r = s.gw.admin_send("POST", "/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let tls = connect(new, "x.b.test", &h1_client(&s.pki.ca))
+        .await
+        .expect("enabled again");
+    assert_eq!(peer_leaf(&tls), s.pki.b.der);
+    s.gw.stop().await;
+}
+
+#[actix_rt::test]
+async fn shutdown_drains_https_connections_of_both_protocols() {
+    let up = Upstream::new("up")
+        .delay(Duration::from_millis(300))
+        .start()
+        .await;
+    let s = setup(&up.addr_str(), "", "  shutdown: {drainTimeout: 5s}\n").await;
+    // Idle connections of both kinds, and one HTTP/2 request in progress.
+    let mut idle_h1 = connect(s.https, "a.test", &h1_client(&s.pki.ca))
+        .await
+        .expect("handshake");
+    let r = h1_request(&mut idle_h1, "GET", "a.test", "/", b"").await.expect("GET");
+    assert_eq!(r.status, 200);
+    let idle_h2 = h2_connect(
+        connect(s.https, "a.test", &h2_client(&s.pki.ca))
+            .await
+            .expect("handshake"),
+    )
+    .await;
+    let busy_h2 = h2_connect(
+        connect(s.https, "a.test", &h2_client(&s.pki.ca))
+            .await
+            .expect("handshake"),
+    )
+    .await;
+    let hits = up.hits();
+    let in_flight = actix_rt::spawn(async move {
+        h2_request(&busy_h2, "GET", "https://a.test/slow", &[], &[]).await
+    });
+    eventually("the slow request reached the upstream", || async {
+        up.seen.lock().map(|v| v.len() > hits).unwrap_or(false)
+    })
+    .await;
+    let logs = s.gw.logs.clone();
+    s.gw.stop().await;
+    let r = in_flight
+        .await
+        .expect("task")
+        .expect("the request in progress finishes during the drain");
+    assert_eq!(r.status, 200);
+    // Nothing was left for the deadline to cut: the idle ones were closed (HTTP/2: GOAWAY).
+    let done = logs.with_msg("shutdown complete");
+    assert_eq!(done.len(), 1, "{:?}", logs.lines());
+    assert_eq!(done[0]["l7_connections_cut"], 0, "{}", done[0]);
+    assert!(h2_request(&idle_h2, "GET", "https://a.test/late", &[], &[])
+        .await
+        .is_err());
+    drop(idle_h1);
+}
+
+/// What one client of the concurrency test saw: successes and failures (with the first error).
+#[derive(Default, Debug)]
+struct Tally {
+    ok: usize,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, what: &str, r: Result<u16, String>) {
+        match r {
+            Ok(200) => self.ok += 1,
+            Ok(status) => self.failed.push(format!("{what}: status {status}")),
+            Err(e) => self.failed.push(format!("{what}: {e}")),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn clients_keep_succeeding_while_certificates_and_config_reload() {
+    let up = Upstream::new("up").start().await;
+    let s = setup(&up.addr_str(), "", "").await;
+    let (addr, ca) = (s.https, std::sync::Arc::new(s.pki.ca));
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+
+    // Several HTTP/1.1 keep-alive clients, one client making a new connection per request, and
+    // an HTTP/2 client sending five multiplexed streams at a time.
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let (cfg, stop) = (h1_client(&ca), stop.clone());
+        clients.push(actix_rt::spawn(async move {
+            let mut t = Tally::default();
+            let mut tls = connect(addr, "a.test", &cfg).await.expect("handshake");
+            for i in 0..200 {
+                if stop.get() && i >= 20 {
+                    break;
+                }
+                let path = format!("/ka/{c}/{i}");
+                let r = h1_request(&mut tls, "GET", "a.test", &path, b"").await;
+                t.record("keep-alive", r.map(|r| r.status).map_err(|e| e.to_string()));
+            }
+            t
+        }));
+    }
+    {
+        let (cfg, stop) = (h1_client(&ca), stop.clone());
+        clients.push(actix_rt::spawn(async move {
+            let mut t = Tally::default();
+            for i in 0..200 {
+                if stop.get() && i >= 10 {
+                    break;
+                }
+                let r = async {
+                    let mut tls = connect(addr, "x.b.test", &cfg).await.map_err(|e| e.to_string())?;
+                    let r = h1_request(&mut tls, "POST", "x.b.test", "/new", b"body");
+                    r.await.map(|r| r.status).map_err(|e| e.to_string())
+                };
+                t.record("new connection", r.await);
+            }
+            t
+        }));
+    }
+    {
+        let (cfg, stop) = (h2_client(&ca), stop.clone());
+        clients.push(actix_rt::spawn(async move {
+            let mut t = Tally::default();
+            let h2 = h2_connect(connect(addr, "a.test", &cfg).await.expect("handshake")).await;
+            for round in 0..100 {
+                if stop.get() && round >= 5 {
+                    break;
+                }
+                let streams = (0..5).map(|i| {
+                    let uri = format!("https://a.test/h2/{round}/{i}");
+                    let h2 = h2.clone();
+                    async move {
+                        let body: &[&[u8]] = if i % 2 == 0 { &[] } else { &[b"x", b"yz"] };
+                        let method = if i % 2 == 0 { "GET" } else { "POST" };
+                        h2_request(&h2, method, &uri, &[], body).await.map(|r| r.status)
+                    }
+                });
+                for r in futures_util::future::join_all(streams).await {
+                    t.record("h2 stream", r);
+                }
+            }
+            t
+        }));
+    }
+
+    // Meanwhile: certificates renewed on disk, and reloads that change the configuration.
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        write_pair(&s.dir.0, "a", &ca.leaf(&["a.test"]));
+        let retry = format!("  retry: {{attempts: {}}}\n", round % 2 + 1);
+        write_config(&s.path, &config(&up.addr_str(), "", &retry));
+        let r = s.gw.admin_send("POST", "/reload").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    stop.set(true);
+    let mut total = 0;
+    for c in clients {
+        let t = c.await.expect("client task");
+        assert!(t.failed.is_empty(), "{:?}", t.failed);
+        total += t.ok;
+    }
+    assert!(total >= 3 * 20 + 10 + 25, "{total} requests");
+    let r = s.gw.admin_get("/config").await;
+    assert_eq!(r.json()["last_reload"]["result"], "success", "{}", r.body);
+    s.gw.stop().await;
 }

@@ -57,6 +57,10 @@ impl Stream for Payload {
     }
 }
 
+/// gogate patch: streams one HTTP/2 connection may have open at once (the client is told in
+/// SETTINGS; more are refused with REFUSED_STREAM).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
 pub(crate) fn handshake_with_timeout<T>(io: T, config: &ServiceConfig) -> HandshakeWithTimeout<T>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -64,7 +68,9 @@ where
     let mut builder = Builder::new();
     builder
         .initial_window_size(config.h2_initial_window_size())
-        .initial_connection_window_size(config.h2_initial_connection_window_size());
+        .initial_connection_window_size(config.h2_initial_connection_window_size())
+        // gogate patch: each stream is a task; bound how many one connection may run at once.
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
 
     HandshakeWithTimeout {
         handshake: builder.handshake(io),
