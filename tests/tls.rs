@@ -749,3 +749,34 @@ async fn clients_keep_succeeding_while_certificates_and_config_reload() {
     assert_eq!(r.json()["last_reload"]["result"], "success", "{}", r.body);
     s.gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn idle_http2_connections_close_but_slow_streams_are_not_cut() {
+    let up = Upstream::new("up")
+        .delay(Duration::from_millis(1500))
+        .start()
+        .await;
+    let s = setup(&up.addr_str(), "", "  timeouts: {idle: 1s}\n").await;
+    let h2 = h2_connect(
+        connect(s.https, "a.test", &h2_client(&s.pki.ca))
+            .await
+            .expect("handshake"),
+    )
+    .await;
+    // Longer than timeouts.idle, but a stream is open all along: not idle.
+    let r = h2_request(&h2, "GET", "https://a.test/slow", &[], &[])
+        .await
+        .expect("a slow stream is served");
+    assert_eq!(r.status, 200);
+    let active = "gogate_connections_active{listener=\"https\"}";
+    assert_eq!(metric(&s.gw, active).await, 1.0);
+    // Then nothing: the connection is closed (GOAWAY) after timeouts.idle.
+    eventually("the idle HTTP/2 connection is closed", || async {
+        metric(&s.gw, active).await == 0.0
+    })
+    .await;
+    assert!(h2_request(&h2, "GET", "https://a.test/late", &[], &[])
+        .await
+        .is_err());
+    s.gw.stop().await;
+}

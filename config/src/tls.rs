@@ -199,3 +199,147 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<Entry, (&'static str, 
         key: Arc::new(certified),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CertificateConfig;
+    use rcgen::{CertificateParams, KeyPair};
+
+    /// A temp directory removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new() -> Dir {
+            let name = format!("gogate-tls-{}-{:x}", std::process::id(), rand_u64());
+            let dir = std::env::temp_dir().join(name);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn rand_u64() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        h.finish()
+    }
+
+    /// Writes a self-signed `stem.crt`/`stem.key` for `names`; returns the certificate DER.
+    fn pair(dir: &Path, stem: &str, names: &[&str]) -> Vec<u8> {
+        let key = KeyPair::generate().expect("key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = CertificateParams::new(names)
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        std::fs::write(dir.join(format!("{stem}.crt")), cert.pem()).expect("write");
+        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).expect("write");
+        cert.der().to_vec()
+    }
+
+    fn tls(default: Option<&str>, extra: &[&str]) -> TlsConfig {
+        let mut t = TlsConfig {
+            enabled: true,
+            ..TlsConfig::default()
+        };
+        if let Some(stem) = default {
+            t.cert_file = format!("{stem}.crt");
+            t.key_file = format!("{stem}.key");
+        }
+        t.certificates = extra
+            .iter()
+            .map(|stem| CertificateConfig {
+                cert_file: format!("{stem}.crt"),
+                key_file: format!("{stem}.key"),
+            })
+            .collect();
+        t
+    }
+
+    fn served(set: &CertSet, sni: Option<&str>) -> Vec<u8> {
+        set.select(sni).cert[0].to_vec()
+    }
+
+    #[test]
+    fn sni_prefers_exact_names_then_wildcards_then_the_default() {
+        let dir = Dir::new();
+        let cfg_file = dir.0.join("gogate.yaml");
+        let default = pair(&dir.0, "default", &["default.test"]);
+        let wild = pair(&dir.0, "wild", &["*.api.test"]);
+        let exact = pair(&dir.0, "exact", &["v1.api.test", "Other.Test"]);
+        let set = load(&tls(Some("default"), &["wild", "exact"]), Some(&cfg_file)).expect("loads");
+        assert_eq!(served(&set, Some("v1.api.test")), exact, "exact beats wildcard");
+        assert_eq!(served(&set, Some("OTHER.test.")), exact, "case and trailing dot");
+        assert_eq!(served(&set, Some("v2.api.test")), wild);
+        assert_eq!(served(&set, Some("a.v2.api.test")), default, "a wildcard covers one label");
+        assert_eq!(served(&set, Some("api.test")), default);
+        assert_eq!(served(&set, None), default);
+        assert_eq!(set.files().len(), 6);
+
+        // Without certFile, the first of `certificates` is the default.
+        let set = load(&tls(None, &["exact", "wild"]), Some(&cfg_file)).expect("loads");
+        assert_eq!(served(&set, Some("unknown.test")), exact);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        assert_eq!(
+            resolve(Some(Path::new("/etc/gogate/gw.yaml")), "tls/a.crt"),
+            PathBuf::from("/etc/gogate/tls/a.crt")
+        );
+        assert_eq!(
+            resolve(Some(Path::new("/etc/gogate/gw.yaml")), "/x/a.crt"),
+            PathBuf::from("/x/a.crt")
+        );
+        assert_eq!(resolve(None, "a.crt"), PathBuf::from("a.crt"));
+    }
+
+    #[test]
+    fn every_bad_file_is_reported_with_its_key_and_name() {
+        let dir = Dir::new();
+        let cfg_file = dir.0.join("gogate.yaml");
+        pair(&dir.0, "good", &["good.test"]);
+        pair(&dir.0, "other", &["other.test"]);
+        std::fs::write(dir.0.join("junk.crt"), "not PEM").expect("write");
+        let mut t = tls(Some("good"), &["missing", "junk"]);
+        // A key that belongs to another certificate.
+        t.certificates.push(CertificateConfig {
+            cert_file: "good.crt".into(),
+            key_file: "other.key".into(),
+        });
+        let errs = load(&t, Some(&cfg_file)).expect_err("bad files").to_string();
+        let lines: Vec<&str> = errs.lines().collect();
+        assert_eq!(lines.len(), 3, "{errs}");
+        assert!(
+            lines[0].contains("server.tls.certificates[0].certFile")
+                && lines[0].contains("missing.crt"),
+            "{errs}"
+        );
+        assert!(
+            lines[1].contains("server.tls.certificates[1].certFile")
+                && lines[1].contains("junk.crt"),
+            "{errs}"
+        );
+        assert!(
+            lines[2].contains("server.tls.certificates[2].keyFile")
+                && lines[2].contains("other.key")
+                && lines[2].contains("does not match"),
+            "{errs}"
+        );
+        assert!(lines.iter().all(|l| l.contains("gogate.yaml")), "{errs}");
+    }
+
+    #[test]
+    fn min_versions() {
+        assert_eq!(protocol_versions("1.2").map(<[_]>::len), Some(2));
+        assert_eq!(protocol_versions("1.3").map(<[_]>::len), Some(1));
+        assert!(protocol_versions("1.1").is_none());
+    }
+}
