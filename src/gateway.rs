@@ -10,16 +10,16 @@ use crate::listeners::{
     Taken,
 };
 use actix::Addr;
-use actix_web::web;
 use actix_web::dev::ServerHandle;
+use actix_web::web;
 use futures_util::FutureExt;
 use gogate_actors::config_actor::{SetCertStore, StopHealthChecks};
-use gogate_actors::tls::CertStore;
 use gogate_actors::dns::resolve_at_start;
 use gogate_actors::registry::RegistrySink;
 use gogate_actors::reload::SetListenerSink;
 use gogate_actors::supervise;
 use gogate_actors::tcp::listener::{GetActiveSessions, StopAccepting};
+use gogate_actors::tls::CertStore;
 use gogate_actors::{
     ConfigActor, Metrics, MetricsActor, RegistryActor, Resolver, Stats, SystemResolver,
 };

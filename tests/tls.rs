@@ -265,7 +265,13 @@ async fn h2_relays_chunked_upstream_responses_without_connection_headers() {
         .expect("h2 GET of a chunked response");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"hello, world");
-    for h in ["connection", "keep-alive", "transfer-encoding", "upgrade", "x-hop"] {
+    for h in [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+        "x-hop",
+    ] {
         assert!(r.header(h).is_none(), "{h} sent over h2: {:?}", r.headers);
     }
     assert_eq!(r.header("content-type"), Some("text/plain"));
@@ -309,7 +315,10 @@ routes:
         .await
         .expect("handshake");
     let h2 = h2_connect(tls).await;
-    for (uri, status) in [("https://a.test/nothing", 404), ("https://a.test/none", 503)] {
+    for (uri, status) in [
+        ("https://a.test/nothing", 404),
+        ("https://a.test/none", 503),
+    ] {
         let r = h2_request(&h2, "GET", uri, &[], &[]).await.expect(uri);
         assert_eq!(r.status, status, "{uri}");
         assert!(r.json()["error"].is_string(), "{uri}: {:?}", r.body);
@@ -326,7 +335,11 @@ routes:
     assert_eq!(limited.status, 429);
     assert!(limited.header("retry-after").is_some());
     assert!(limited.json()["error"].is_string());
-    assert_eq!(up.hits(), 1, "only the admitted request reached the upstream");
+    assert_eq!(
+        up.hits(),
+        1,
+        "only the admitted request reached the upstream"
+    );
     s.gw.stop().await;
 }
 
@@ -342,7 +355,9 @@ async fn min_version_13_refuses_a_tls12_client() {
     assert_eq!(up.hits(), 0);
     let tls13 = client(&s.pki.ca, &[&rustls::version::TLS13], &[b"http/1.1"]);
     let mut tls = connect(s.https, "a.test", &tls13).await.expect("TLS 1.3");
-    let r = h1_request(&mut tls, "GET", "a.test", "/", b"").await.expect("GET");
+    let r = h1_request(&mut tls, "GET", "a.test", "/", b"")
+        .await
+        .expect("GET");
     assert_eq!(r.status, 200);
     assert!(metric(&s.gw, "gogate_tls_handshake_errors_total{reason=\"error\"}").await >= 1.0);
     s.gw.stop().await;
@@ -352,7 +367,9 @@ async fn min_version_13_refuses_a_tls12_client() {
     let s = setup(&up.addr_str(), "", "").await;
     let tls12 = client(&s.pki.ca, &[&rustls::version::TLS12], &[b"http/1.1"]);
     let mut tls = connect(s.https, "a.test", &tls12).await.expect("TLS 1.2");
-    let r = h1_request(&mut tls, "GET", "a.test", "/", b"").await.expect("GET");
+    let r = h1_request(&mut tls, "GET", "a.test", "/", b"")
+        .await
+        .expect("GET");
     assert_eq!(r.status, 200);
     s.gw.stop().await;
 }
@@ -429,7 +446,11 @@ async fn a_bad_certificate_on_reload_keeps_the_old_one() {
         "{}",
         r.body
     );
-    assert!(r.body.contains("server.tls.certificates[0].keyFile"), "{}", r.body);
+    assert!(
+        r.body.contains("server.tls.certificates[0].keyFile"),
+        "{}",
+        r.body
+    );
     // Garbage in the certificate file.
     write_atomic(&s.dir.path("b.crt"), b"not a certificate");
     let r = s.gw.admin_send("POST", "/reload").await;
@@ -442,7 +463,9 @@ async fn a_bad_certificate_on_reload_keeps_the_old_one() {
             .await
             .expect("handshake");
         assert_eq!(peer_leaf(&tls), want.der, "{name}");
-        let r = h1_request(&mut tls, "GET", name, "/", b"").await.expect("GET");
+        let r = h1_request(&mut tls, "GET", name, "/", b"")
+            .await
+            .expect("GET");
         assert_eq!(r.status, 200);
     }
     eventually("failed reloads are counted", || async {
@@ -480,7 +503,11 @@ async fn validate_and_start_fail_naming_the_certificate_file() {
             .expect("run gogate validate")
     };
     let ok = validate(&path);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     std::fs::remove_file(dir.path("b.key")).expect("remove b.key");
     let missing = validate(&path);
@@ -499,7 +526,9 @@ async fn validate_and_start_fail_naming_the_certificate_file() {
     let err = String::from_utf8_lossy(&mismatch.stderr);
     assert_eq!(mismatch.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("default.key") && err.contains("does not match") && err.contains("default.crt"),
+        err.contains("default.key")
+            && err.contains("does not match")
+            && err.contains("default.crt"),
         "{err}"
     );
     let start = try_gateway_from_file(&path).await;
@@ -548,10 +577,14 @@ async fn the_https_listener_moves_and_is_disabled_and_enabled_on_reload() {
     let mut open = connect(old, "a.test", &h1_client(&s.pki.ca))
         .await
         .expect("handshake");
-    let in_flight = actix_rt::spawn(async move {
-        h1_request(&mut open, "GET", "a.test", "/draining", b"").await
-    });
-    eventually("the request reached the upstream", || async { up.hits() == 1 }).await;
+    let in_flight =
+        actix_rt::spawn(
+            async move { h1_request(&mut open, "GET", "a.test", "/draining", b"").await },
+        );
+    eventually("the request reached the upstream", || async {
+        up.hits() == 1
+    })
+    .await;
 
     let moved = free_addr();
     let yaml = config(&up.addr_str(), "", "").replace(
@@ -561,12 +594,19 @@ async fn the_https_listener_moves_and_is_disabled_and_enabled_on_reload() {
     write_config(&s.path, &yaml);
     let r = s.gw.admin_send("POST", "/reload").await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["restart_required"], serde_json::json!([]), "{}", r.body);
+    assert_eq!(
+        r.json()["restart_required"],
+        serde_json::json!([]),
+        "{}",
+        r.body
+    );
     let new: SocketAddr = moved.parse().expect("address");
     let mut tls = connect(new, "a.test", &h1_client(&s.pki.ca))
         .await
         .expect("the moved listener serves");
-    let r = h1_request(&mut tls, "GET", "a.test", "/moved", b"").await.expect("GET");
+    let r = h1_request(&mut tls, "GET", "a.test", "/moved", b"")
+        .await
+        .expect("GET");
     assert_eq!(r.status, 200);
     eventually("the old address stops accepting", || refused(old)).await;
     // It finishes while the old listener drains.
@@ -602,7 +642,9 @@ async fn shutdown_drains_https_connections_of_both_protocols() {
     let mut idle_h1 = connect(s.https, "a.test", &h1_client(&s.pki.ca))
         .await
         .expect("handshake");
-    let r = h1_request(&mut idle_h1, "GET", "a.test", "/", b"").await.expect("GET");
+    let r = h1_request(&mut idle_h1, "GET", "a.test", "/", b"")
+        .await
+        .expect("GET");
     assert_eq!(r.status, 200);
     let idle_h2 = h2_connect(
         connect(s.https, "a.test", &h2_client(&s.pki.ca))
@@ -693,7 +735,9 @@ async fn clients_keep_succeeding_while_certificates_and_config_reload() {
                     break;
                 }
                 let r = async {
-                    let mut tls = connect(addr, "x.b.test", &cfg).await.map_err(|e| e.to_string())?;
+                    let mut tls = connect(addr, "x.b.test", &cfg)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let r = h1_request(&mut tls, "POST", "x.b.test", "/new", b"body");
                     r.await.map(|r| r.status).map_err(|e| e.to_string())
                 };
@@ -717,7 +761,9 @@ async fn clients_keep_succeeding_while_certificates_and_config_reload() {
                     async move {
                         let body: &[&[u8]] = if i % 2 == 0 { &[] } else { &[b"x", b"yz"] };
                         let method = if i % 2 == 0 { "GET" } else { "POST" };
-                        h2_request(&h2, method, &uri, &[], body).await.map(|r| r.status)
+                        h2_request(&h2, method, &uri, &[], body)
+                            .await
+                            .map(|r| r.status)
                     }
                 });
                 for r in futures_util::future::join_all(streams).await {

@@ -342,7 +342,10 @@ fn tls_settings_are_checked() {
         "{e}"
     );
     let e = err_text(&tls("enabled: true, certFile: a.crt"));
-    assert!(e.contains("server.tls.keyFile") && e.contains("set both"), "{e}");
+    assert!(
+        e.contains("server.tls.keyFile") && e.contains("set both"),
+        "{e}"
+    );
     let e = err_text(&tls(
         "enabled: true, certificates: [{keyFile: a.key}], certFile: c, keyFile: k",
     ));
@@ -355,7 +358,10 @@ fn tls_settings_are_checked() {
     let e = err_text(&format!(
         "{BASE}  httpListenAddr: \":9443\"\n  tls: {{enabled: true, listenAddr: \":9443\", certFile: c, keyFile: k}}\n"
     ));
-    assert!(e.contains("server.tls.listenAddr") && e.contains("conflicts"), "{e}");
+    assert!(
+        e.contains("server.tls.listenAddr") && e.contains("conflicts"),
+        "{e}"
+    );
     // Enabled with a pair (the files are read by `tls::load`, not here); snake_case accepted.
     let c = load(&tls(
         "enabled: true, listen: \":9443\", cert_file: c, key_file: k, min_version: \"1.3\"",

@@ -26,7 +26,8 @@ pub const MIN_VERSIONS: &str = "\"1.2\", \"1.3\"";
 
 /// The protocol versions a listener with `minVersion` `min` offers; `None` for an unknown value.
 pub fn protocol_versions(min: &str) -> Option<&'static [&'static SupportedProtocolVersion]> {
-    static FROM_12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+    static FROM_12: &[&SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
     static FROM_13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
     match min.trim() {
         "1.2" => Some(FROM_12),
@@ -132,7 +133,11 @@ pub fn load(tls: &TlsConfig, config_file: Option<&Path>) -> Result<CertSet, Conf
     }
     for (key, cert, priv_key) in &pairs {
         if cert.is_empty() || priv_key.is_empty() {
-            let missing = if cert.is_empty() { "certFile" } else { "keyFile" };
+            let missing = if cert.is_empty() {
+                "certFile"
+            } else {
+                "keyFile"
+            };
             err(
                 format!("{key}.{missing}"),
                 "certFile and keyFile go together; set both".into(),
@@ -164,16 +169,29 @@ pub fn load(tls: &TlsConfig, config_file: Option<&Path>) -> Result<CertSet, Conf
 /// and says what is wrong with which file.
 fn load_pair(cert_path: &Path, key_path: &Path) -> Result<Entry, (&'static str, String)> {
     let (cf, kf) = (cert_path.display(), key_path.display());
-    let cert_pem = std::fs::read(cert_path)
-        .map_err(|e| ("certFile", format!("cannot read certificate file {cf}: {e}")))?;
+    let cert_pem = std::fs::read(cert_path).map_err(|e| {
+        (
+            "certFile",
+            format!("cannot read certificate file {cf}: {e}"),
+        )
+    })?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| ("certFile", format!("invalid PEM in certificate file {cf}: {e}")))?;
+        .map_err(|e| {
+            (
+                "certFile",
+                format!("invalid PEM in certificate file {cf}: {e}"),
+            )
+        })?;
     if chain.is_empty() {
         return Err(("certFile", format!("no certificate found in {cf} (expected PEM \"BEGIN CERTIFICATE\" blocks, leaf first)")));
     }
-    let leaf = webpki::EndEntityCert::try_from(&chain[0])
-        .map_err(|e| ("certFile", format!("the first certificate in {cf} cannot be parsed: {e}")))?;
+    let leaf = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| {
+        (
+            "certFile",
+            format!("the first certificate in {cf} cannot be parsed: {e}"),
+        )
+    })?;
     let names: Vec<String> = leaf
         .valid_dns_names()
         .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
@@ -275,10 +293,22 @@ mod tests {
         let wild = pair(&dir.0, "wild", &["*.api.test"]);
         let exact = pair(&dir.0, "exact", &["v1.api.test", "Other.Test"]);
         let set = load(&tls(Some("default"), &["wild", "exact"]), Some(&cfg_file)).expect("loads");
-        assert_eq!(served(&set, Some("v1.api.test")), exact, "exact beats wildcard");
-        assert_eq!(served(&set, Some("OTHER.test.")), exact, "case and trailing dot");
+        assert_eq!(
+            served(&set, Some("v1.api.test")),
+            exact,
+            "exact beats wildcard"
+        );
+        assert_eq!(
+            served(&set, Some("OTHER.test.")),
+            exact,
+            "case and trailing dot"
+        );
         assert_eq!(served(&set, Some("v2.api.test")), wild);
-        assert_eq!(served(&set, Some("a.v2.api.test")), default, "a wildcard covers one label");
+        assert_eq!(
+            served(&set, Some("a.v2.api.test")),
+            default,
+            "a wildcard covers one label"
+        );
         assert_eq!(served(&set, Some("api.test")), default);
         assert_eq!(served(&set, None), default);
         assert_eq!(set.files().len(), 6);
@@ -314,7 +344,9 @@ mod tests {
             cert_file: "good.crt".into(),
             key_file: "other.key".into(),
         });
-        let errs = load(&t, Some(&cfg_file)).expect_err("bad files").to_string();
+        let errs = load(&t, Some(&cfg_file))
+            .expect_err("bad files")
+            .to_string();
         let lines: Vec<&str> = errs.lines().collect();
         assert_eq!(lines.len(), 3, "{errs}");
         assert!(

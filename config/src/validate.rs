@@ -211,15 +211,28 @@ fn tls_section(v: &mut Validator, t: &TlsConfig) {
         .certificates
         .iter()
         .enumerate()
-        .map(|(i, c)| (format!("server.tls.certificates[{i}]"), c.cert_file.as_str(), c.key_file.as_str()))
+        .map(|(i, c)| {
+            (
+                format!("server.tls.certificates[{i}]"),
+                c.cert_file.as_str(),
+                c.key_file.as_str(),
+            )
+        })
         .collect();
     if !t.cert_file.is_empty() || !t.key_file.is_empty() {
         pairs.push(("server.tls".into(), &t.cert_file, &t.key_file));
     }
     for (key, cert, priv_key) in &pairs {
         if cert.is_empty() != priv_key.is_empty() {
-            let missing = if cert.is_empty() { "certFile" } else { "keyFile" };
-            v.err(format!("{key}.{missing}"), "certFile and keyFile go together; set both");
+            let missing = if cert.is_empty() {
+                "certFile"
+            } else {
+                "keyFile"
+            };
+            v.err(
+                format!("{key}.{missing}"),
+                "certFile and keyFile go together; set both",
+            );
         }
     }
     if t.enabled && pairs.is_empty() {

@@ -17,11 +17,11 @@
 
 use super::ProxyWorker;
 use actix_http::{HttpService, TlsAcceptorConfig};
-use actix_tls::accept::TlsError;
 use actix_server::{Server, ServerHandle};
 use actix_service::{
     apply_fn_factory, boxed, map_config, IntoServiceFactory, Service, ServiceFactoryExt,
 };
+use actix_tls::accept::TlsError;
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
 use futures_util::future::{ready, Either};

@@ -81,10 +81,7 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
 
 /// Loads the certificates of `tls` when it is enabled, on the blocking pool (file reads), so
 /// the config actor's thread never waits on the disk. The error names the key and file.
-async fn load_certs(
-    tls: TlsConfig,
-    file: Option<PathBuf>,
-) -> Result<Option<Arc<CertSet>>, String> {
+async fn load_certs(tls: TlsConfig, file: Option<PathBuf>) -> Result<Option<Arc<CertSet>>, String> {
     if !tls.enabled {
         return Ok(None);
     }
@@ -253,7 +250,11 @@ impl ConfigActor {
             return;
         };
         if let Some(set) = &certs {
-            let files: Vec<String> = set.files().iter().map(|f| f.display().to_string()).collect();
+            let files: Vec<String> = set
+                .files()
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
             info!(self.log, "tls certificates loaded"; "files" => files.join(", "));
         }
         store.store(certs);

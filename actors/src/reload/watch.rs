@@ -157,8 +157,10 @@ pub fn watch(
     for d in extra_dirs.iter().filter(|d| **d != dir) {
         match watcher.watch(d, RecursiveMode::NonRecursive) {
             Ok(()) => info!(log, "watching a certificate directory"; "dir" => %d.display()),
-            Err(e) => warn!(log, "cannot watch a certificate directory (reload to pick up new certificates)";
-                            "dir" => %d.display(), "error" => %e),
+            Err(e) => {
+                warn!(log, "cannot watch a certificate directory (reload to pick up new certificates)";
+                            "dir" => %d.display(), "error" => %e)
+            }
         }
     }
     let spawned = std::thread::Builder::new()
