@@ -826,3 +826,89 @@ async fn idle_http2_connections_close_but_slow_streams_are_not_cut() {
         .is_err());
     s.gw.stop().await;
 }
+
+/// An upstream that accepts a WebSocket upgrade and then echoes every byte.
+async fn websocket_echo_upstream() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    actix_rt::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            actix_rt::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let reply = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                if sock.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+                loop {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if sock.write_all(&chunk[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[actix_rt::test]
+async fn websocket_upgrades_are_tunnelled_through_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = websocket_echo_upstream().await;
+    let s = setup(&up.to_string(), "", "").await;
+    let mut tls = connect(s.https, "a.test", &h1_client(&s.pki.ca))
+        .await
+        .expect("handshake");
+    let req = "GET /ws HTTP/1.1\r\nhost: a.test\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+    tls.write_all(req.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before the 101");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the 101 arrives");
+    let head = String::from_utf8_lossy(&got).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Bytes after the handshake flow both ways through TLS, untouched.
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head end")
+        + 4;
+    let mut echoed = got[end..].to_vec();
+    tls.write_all(b"\x81\x04ping").await.expect("write frame");
+    let read = async {
+        while echoed.len() < 6 {
+            let n = tls.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "tunnel closed");
+            echoed.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the echo arrives");
+    assert_eq!(echoed, b"\x81\x04ping");
+    // The client leaves; the tunnel ends with it (the shutdown would wait for it otherwise).
+    drop(tls);
+    s.gw.stop().await;
+}
