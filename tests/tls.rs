@@ -912,3 +912,43 @@ async fn websocket_upgrades_are_tunnelled_through_tls() {
     drop(tls);
     s.gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn oversized_h2_headers_never_reach_the_upstream() {
+    let up = Upstream::new("up").start().await;
+    let s = setup(&up.addr_str(), "", "").await;
+    let h2 = h2_connect(
+        connect(s.https, "a.test", &h2_client(&s.pki.ca))
+            .await
+            .expect("handshake"),
+    )
+    .await;
+    // Over limits.maxHeaderBytes (16 KiB): the gateway's own 431.
+    let big = "x".repeat(20 * 1024);
+    let r = h2_request(&h2, "GET", "https://a.test/big", &[("x-big", &big)], &[])
+        .await
+        .expect("answered");
+    assert_eq!(r.status, 431);
+    assert!(r.json()["error"].is_string(), "{:?}", r.body);
+    // Over the HTTP/2 header list ceiling (64 KiB): refused by the HTTP/2 layer.
+    let huge = "x".repeat(100 * 1024);
+    let r = h2_request(&h2, "GET", "https://a.test/huge", &[("x-huge", &huge)], &[]).await;
+    assert!(
+        r.as_ref().map_or(true, |r| r.status == 431),
+        "{:?}",
+        r.map(|r| r.status)
+    );
+    assert_eq!(up.hits(), 0);
+    // The listener still serves.
+    let h2 = h2_connect(
+        connect(s.https, "a.test", &h2_client(&s.pki.ca))
+            .await
+            .expect("handshake"),
+    )
+    .await;
+    let r = h2_request(&h2, "GET", "https://a.test/ok", &[], &[])
+        .await
+        .expect("GET");
+    assert_eq!(r.status, 200);
+    s.gw.stop().await;
+}
