@@ -13,7 +13,7 @@ use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use futures_util::FutureExt;
-use gogate_actors::config_actor::{SetCertStore, StopHealthChecks};
+use gogate_actors::config_actor::StopHealthChecks;
 use gogate_actors::dns::resolve_at_start;
 use gogate_actors::registry::RegistrySink;
 use gogate_actors::reload::SetListenerSink;
@@ -157,7 +157,8 @@ impl Gateway {
             &log,
             resolver,
             dns,
-        );
+        )
+        .with_cert_store(Arc::clone(&cert_store));
         let cell = config_actor.cell();
         let config_addr = supervise::start("config", &log, move |ctx| {
             // Bounded: admin requests wait (`send`) when it is full, the registry delivers one
@@ -266,10 +267,6 @@ impl Gateway {
         // Awaited, so no reload triggered after the start can miss the listener manager.
         config_addr
             .send(SetListenerSink(listeners.clone().recipient()))
-            .await
-            .map_err(|e| StartError(format!("configuration actor unavailable: {e}")))?;
-        config_addr
-            .send(SetCertStore(cert_store))
             .await
             .map_err(|e| StartError(format!("configuration actor unavailable: {e}")))?;
 

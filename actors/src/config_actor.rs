@@ -165,6 +165,13 @@ impl ConfigActor {
         }
     }
 
+    /// Where reloads publish the certificates the HTTPS listener serves (set before the actor
+    /// starts, so no reload can miss it).
+    pub fn with_cert_store(mut self, store: Arc<CertStore>) -> Self {
+        self.cert_store = Some(store);
+        self
+    }
+
     /// The published snapshot pointer, for the data plane and the admin API.
     pub fn cell(&self) -> SnapshotCell {
         self.cell.clone()
@@ -325,19 +332,6 @@ impl ConfigActor {
         // The old watch stops when replaced; the new one is complete before that.
         self.watch = watch::watch(&file, &certs, ctx.address(), dropped, &self.log);
         self.watched_certs = certs;
-    }
-}
-
-/// Command: where the HTTPS listener reads its certificates; reloads publish there.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetCertStore(pub Arc<CertStore>);
-
-impl Handler<SetCertStore> for ConfigActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetCertStore, _: &mut Context<Self>) {
-        self.cert_store = Some(msg.0);
     }
 }
 

@@ -91,4 +91,24 @@ mod tests {
         let msg = ApplyListeners::between(&shared, &old, &new).expect("a change");
         assert_eq!(msg.admin, None);
     }
+
+    #[test]
+    fn the_https_listener_follows_tls_enabled_and_its_address() {
+        let yaml = "server: {listenAddr: \":1\", backends: [{addr: \"127.0.0.1:2\"}]}\n";
+        let off = gogate_config::load_str(yaml, None).expect("valid");
+        let mut on = off.clone();
+        on.server.tls.enabled = true;
+        let msg = ApplyListeners::between(&off, &off, &on).expect("enabled");
+        assert_eq!((msg.tls.as_deref(), msg.http), (Some(":8443"), None));
+        let msg = ApplyListeners::between(&off, &on, &off).expect("disabled");
+        assert_eq!(msg.tls.as_deref(), Some(""));
+        // The address of a disabled listener changes nothing.
+        let mut moved_off = off.clone();
+        moved_off.server.tls.listen_addr = ":9443".into();
+        assert_eq!(ApplyListeners::between(&off, &off, &moved_off), None);
+        let mut moved_on = on.clone();
+        moved_on.server.tls.listen_addr = ":9443".into();
+        let msg = ApplyListeners::between(&off, &on, &moved_on).expect("moved");
+        assert_eq!(msg.tls.as_deref(), Some(":9443"));
+    }
 }

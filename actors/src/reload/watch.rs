@@ -245,6 +245,26 @@ mod tests {
     }
 
     #[test]
+    fn certificate_files_count_only_in_their_own_directory() {
+        let certs = [
+            PathBuf::from("/etc/tls/a.crt"),
+            PathBuf::from("/etc/tls/a.key"),
+            PathBuf::from("/srv/b.crt"),
+        ];
+        let dirs = cert_dirs(&certs);
+        assert_eq!(dirs.len(), 2);
+        let (dir, rel) = &dirs[0];
+        assert_eq!(dir, Path::new("/etc/tls"));
+        let data = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        assert!(rel.matches_in(dir, &event(data, &["/etc/tls/a.key"])));
+        assert!(rel.matches_in(dir, &event(data, &["/etc/tls/..data"])));
+        assert!(!rel.matches_in(dir, &event(data, &["/etc/gw/a.key"])));
+        assert!(!rel.matches_in(dir, &event(data, &["/etc/tls/other.pem"])));
+        let read = EventKind::Access(notify::event::AccessKind::Any);
+        assert!(!rel.matches_in(dir, &event(read, &["/etc/tls/a.crt"])));
+    }
+
+    #[test]
     fn a_symlink_target_in_the_same_directory_is_relevant() {
         let dir = std::env::temp_dir().join(format!("gogate-watch-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).expect("temp dir");
