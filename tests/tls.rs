@@ -952,3 +952,73 @@ async fn oversized_h2_headers_never_reach_the_upstream() {
     assert_eq!(r.status, 200);
     s.gw.stop().await;
 }
+
+#[actix_rt::test]
+async fn connection_cap_body_limit_and_access_log_apply_over_tls() {
+    let up = Upstream::new("up").start().await;
+    let limits = "  limits: {maxConnections: 2, maxBodyBytes: 1000}\n";
+    let s = setup(&up.addr_str(), "", limits).await;
+    let cfg = h1_client(&s.pki.ca);
+    let mut first = connect(s.https, "a.test", &cfg).await.expect("first");
+    let h2 = h2_connect(
+        connect(s.https, "a.test", &h2_client(&s.pki.ca))
+            .await
+            .expect("second"),
+    )
+    .await;
+    // The third connection is closed before its handshake; the two held keep being served.
+    assert!(connect(s.https, "a.test", &cfg).await.is_err());
+    let rejected =
+        "gogate_connections_rejected_total{listener=\"https\",reason=\"max_connections\"}";
+    assert_eq!(metric(&s.gw, rejected).await, 1.0);
+    let r = h1_request(&mut first, "GET", "a.test", "/held", b"")
+        .await
+        .expect("held connection");
+    assert_eq!(r.status, 200);
+
+    // Bodies over limits.maxBodyBytes: declared (413 before anything is sent) or streamed.
+    let r = h2_request(
+        &h2,
+        "POST",
+        "https://a.test/declared",
+        &[("content-length", "2000")],
+        &[&[b'x'; 1000], &[b'x'; 1000]],
+    )
+    .await
+    .expect("answered");
+    assert_eq!(r.status, 413);
+    let r = h2_request(
+        &h2,
+        "POST",
+        "https://a.test/streamed",
+        &[],
+        &[&[b'y'; 600], &[b'y'; 600], &[b'y'; 600]],
+    )
+    .await
+    .expect("answered");
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"].is_string());
+    assert_eq!(up.hits(), 1, "only /held reached the upstream");
+
+    // One access-log line per request, HTTP/2 ones included.
+    let lines = s.gw.logs.with_msg("request completed");
+    let find = |path: &str| lines.iter().find(|l| l["path"] == path).cloned();
+    let held = find("/held").expect("access line for /held");
+    assert_eq!(held["status"], 200);
+    let streamed = find("/streamed").expect("access line for the h2 request");
+    assert_eq!(streamed["status"], 413);
+    assert_eq!(streamed["method"], "POST");
+
+    // Once a connection closes, its slot is free again.
+    drop(first);
+    eventually("a slot frees up", || async {
+        metric(&s.gw, "gogate_connections_active{listener=\"https\"}").await == 1.0
+    })
+    .await;
+    let mut again = connect(s.https, "a.test", &cfg).await.expect("admitted");
+    let r = h1_request(&mut again, "GET", "a.test", "/again", b"")
+        .await
+        .expect("GET");
+    assert_eq!(r.status, 200);
+    s.gw.stop().await;
+}
