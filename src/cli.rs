@@ -98,7 +98,12 @@ pub fn run(args: &[String]) -> i32 {
                 eprintln!("gogate: validate needs -config FILE\n{USAGE}");
                 return 2;
             };
-            match load_file(&path) {
+            // The files a configuration names (TLS certificates and keys) are checked too.
+            let checked = load_file(&path).and_then(|c| match c.server.tls.enabled {
+                true => gogate_config::tls::load(&c.server.tls, Some(&path)).map(|_| c),
+                false => Ok(c),
+            });
+            match checked {
                 Ok(_) => {
                     println!("configuration OK");
                     0

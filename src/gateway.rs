@@ -10,13 +10,16 @@ use crate::listeners::{
     Taken,
 };
 use actix::Addr;
+use actix_web::dev::ServerHandle;
 use actix_web::web;
+use futures_util::FutureExt;
 use gogate_actors::config_actor::StopHealthChecks;
 use gogate_actors::dns::resolve_at_start;
 use gogate_actors::registry::RegistrySink;
 use gogate_actors::reload::SetListenerSink;
 use gogate_actors::supervise;
 use gogate_actors::tcp::listener::{GetActiveSessions, StopAccepting};
+use gogate_actors::tls::CertStore;
 use gogate_actors::{
     ConfigActor, Metrics, MetricsActor, RegistryActor, Resolver, Stats, SystemResolver,
 };
@@ -61,6 +64,8 @@ impl std::error::Error for StartError {}
 /// bound at start, and the new ones are those of the reloaded file (`GET /config`).
 pub struct Gateway {
     pub http_addr: Option<SocketAddr>,
+    /// The HTTPS listener (`server.tls`), when enabled.
+    pub https_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
@@ -68,8 +73,9 @@ pub struct Gateway {
     listeners: Addr<ListenerManagerActor>,
     config_actor: Addr<ConfigActor>,
     ready: Arc<AtomicBool>,
-    /// Open L7 client connections (for the shutdown logs).
+    /// Open L7 client connections, HTTP and HTTPS (for the shutdown logs).
     http_active: IntGauge,
+    https_active: IntGauge,
     drain_timeout: Duration,
     log: Logger,
 }
@@ -92,12 +98,26 @@ impl Gateway {
         let log = opts.log.clone();
         let workers = opts.workers.unwrap_or_else(default_workers).max(1);
 
+        // 0. The certificates: a bad file fails the start before anything is bound.
+        let certs = s
+            .tls
+            .enabled
+            .then(|| gogate_config::tls::load(&s.tls, opts.file.as_deref()))
+            .transpose()
+            .map_err(|e| StartError(e.to_string()))?;
+        let cert_store = CertStore::new(certs);
+
         // 1. Bind everything before starting anything.
         let tcp_sock = (!s.listen_addr.is_empty())
             .then(|| bind("server.listenAddr", &s.listen_addr))
             .transpose()?;
         let http_sock = (!s.http_listen_addr.is_empty())
             .then(|| bind("server.httpListenAddr", &s.http_listen_addr))
+            .transpose()?;
+        let https_sock = s
+            .tls
+            .enabled
+            .then(|| bind("server.tls.listenAddr", &s.tls.listen_addr))
             .transpose()?;
         let admin_sock = s
             .admin
@@ -113,6 +133,7 @@ impl Gateway {
             |l: &Option<std::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let (tcp_addr, http_addr, admin_addr) =
             (local(&tcp_sock), local(&http_sock), local(&admin_sock));
+        let https_addr = local(&https_sock);
         let metrics_addr = if metrics_shared {
             admin_addr
         } else {
@@ -136,7 +157,8 @@ impl Gateway {
             &log,
             resolver,
             dns,
-        );
+        )
+        .with_cert_store(Arc::clone(&cert_store));
         let cell = config_actor.cell();
         let config_addr = supervise::start("config", &log, move |ctx| {
             // Bounded: admin requests wait (`send`) when it is full, the registry delivers one
@@ -165,6 +187,7 @@ impl Gateway {
         let limits = &s.limits;
         let drain_timeout = s.shutdown.drain_timeout.get();
         let http_active = metrics.connections_active.with_label_values(&["http"]);
+        let https_active = metrics.connections_active.with_label_values(&["https"]);
         let parts = ProxyParts {
             cell: cell.clone(),
             stats: Arc::clone(&stats),
@@ -175,6 +198,8 @@ impl Gateway {
             header_timeout: limits.header_timeout.get(),
             idle: s.timeouts.idle.get(),
             drain_timeout,
+            certs: Arc::clone(&cert_store),
+            tls_min_version: s.tls.min_version.clone(),
         };
         let tcp = tcp_sock
             .map(|sock| listeners::start_tcp(sock, &parts))
@@ -182,6 +207,10 @@ impl Gateway {
             .map_err(StartError)?;
         let http = http_sock
             .map(|sock| listeners::start_http(sock, &parts))
+            .transpose()
+            .map_err(StartError)?;
+        let https = https_sock
+            .map(|sock| listeners::start_https(sock, &parts))
             .transpose()
             .map_err(StartError)?;
 
@@ -228,6 +257,7 @@ impl Gateway {
         let current = Current {
             tcp,
             http,
+            https,
             admin,
             metrics,
         };
@@ -246,10 +276,12 @@ impl Gateway {
                 .unwrap_or_else(|| "disabled".into())
         };
         info!(log, "gogate started"; "version" => env!("CARGO_PKG_VERSION"),
-              "tcp" => show(tcp_addr), "http" => show(http_addr), "admin" => show(admin_addr),
+              "tcp" => show(tcp_addr), "http" => show(http_addr), "https" => show(https_addr),
+              "admin" => show(admin_addr),
               "metrics" => show(metrics_addr), "workers" => workers);
         Ok(Gateway {
             http_addr,
+            https_addr,
             tcp_addr,
             admin_addr,
             metrics_addr,
@@ -257,6 +289,7 @@ impl Gateway {
             config_actor: config_addr,
             ready,
             http_active,
+            https_active,
             drain_timeout,
             log,
         })
@@ -283,6 +316,7 @@ impl Gateway {
         let current = self.listeners.send(TakeListeners).await.unwrap_or(Taken {
             tcp: None,
             http: None,
+            https: None,
             control: Vec::new(),
         });
         if let Some(l) = &current.tcp {
@@ -293,47 +327,14 @@ impl Gateway {
             None => 0,
         };
         info!(self.log, "shutdown: draining";
-              "l7_connections" => self.http_active.get(), "l4_sessions" => l4_active,
+              "l7_connections" => self.http_active.get() + self.https_active.get(),
+              "l4_sessions" => l4_active,
               "drain_timeout_ms" => self.drain_timeout.as_millis() as u64);
-        let l7 = async {
-            let Some(h) = &current.http else {
-                return 0;
-            };
-            // Graceful: stops accepting at once, waits for the requests in progress, and at its
-            // (whole-second) shutdown timeout drops what remains. It tells nothing of what it
-            // dropped, so the open connections are sampled: those still open just before the
-            // deadline (`sample_at`, taken then on purpose, as actix may drop them right at
-            // it) were cut if the drain outlives it. Its workers look only once a second
-            // whether they are done, so the drain ends as soon as no connection is left (the
-            // stop command is sent; the idle workers finish on their own).
-            let sample_at = deadline
-                .checked_sub(Duration::from_millis(25))
-                .unwrap_or(deadline);
-            let stop = h.stop(true);
-            tokio::pin!(stop);
-            let mut open = self.http_active.get();
-            let mut at_deadline = None;
-            while open > 0 {
-                let step = match at_deadline {
-                    None => sample_at.saturating_duration_since(Instant::now()),
-                    Some(_) => SAMPLE_EVERY,
-                };
-                tokio::select! {
-                    _ = &mut stop => break,
-                    _ = tokio::time::sleep(step.min(SAMPLE_EVERY)) => {
-                        open = self.http_active.get();
-                    }
-                }
-                if at_deadline.is_none() && Instant::now() >= sample_at {
-                    at_deadline = Some(open);
-                }
-            }
-            if Instant::now() >= deadline {
-                at_deadline.unwrap_or(open).max(0) as u64
-            } else {
-                0
-            }
-        };
+        let l7 = futures_util::future::join(
+            drain_l7(current.http.as_ref(), &self.http_active, deadline),
+            drain_l7(current.https.as_ref(), &self.https_active, deadline),
+        )
+        .map(|(a, b)| a + b);
         let l4 = async {
             match &current.tcp {
                 Some(l) => drain_sessions(l, deadline).await,
@@ -351,6 +352,47 @@ impl Gateway {
         info!(self.log, "shutdown complete";
               "duration_ms" => started.elapsed().as_millis() as u64,
               "l7_connections_cut" => l7_cut, "l4_sessions_cut" => l4_cut);
+    }
+}
+
+/// Drains one L7 server (HTTP or HTTPS) until `deadline`; returns how many of its connections
+/// were cut there. Graceful: stops accepting at once, waits for the requests in progress, and
+/// at its (whole-second) shutdown timeout drops what remains. It tells nothing of what it
+/// dropped, so the open connections (`active`) are sampled: those still open just before the
+/// deadline (`sample_at`, taken then on purpose, as actix may drop them right at it) were cut
+/// if the drain outlives it. Its workers look only once a second whether they are done, so the
+/// drain ends as soon as no connection is left (the stop command is sent; the idle workers
+/// finish on their own).
+async fn drain_l7(h: Option<&ServerHandle>, active: &IntGauge, deadline: Instant) -> u64 {
+    let Some(h) = h else {
+        return 0;
+    };
+    let sample_at = deadline
+        .checked_sub(Duration::from_millis(25))
+        .unwrap_or(deadline);
+    let stop = h.stop(true);
+    tokio::pin!(stop);
+    let mut open = active.get();
+    let mut at_deadline = None;
+    while open > 0 {
+        let step = match at_deadline {
+            None => sample_at.saturating_duration_since(Instant::now()),
+            Some(_) => SAMPLE_EVERY,
+        };
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(step.min(SAMPLE_EVERY)) => {
+                open = active.get();
+            }
+        }
+        if at_deadline.is_none() && Instant::now() >= sample_at {
+            at_deadline = Some(open);
+        }
+    }
+    if Instant::now() >= deadline {
+        at_deadline.unwrap_or(open).max(0) as u64
+    } else {
+        0
     }
 }
 

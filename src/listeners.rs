@@ -1,8 +1,8 @@
 //! `ListenerManagerActor`: owns the data-plane listeners (the L4 `ListenerActor` and the L7
 //! actix-web server) and what is needed to start new ones, so a reload can move them live
 //! (DESIGN B3: new listeners start, old ones drain). The config actor sends it
-//! `ApplyListeners` before it swaps a snapshot whose `server.listenAddr` or
-//! `server.httpListenAddr` changed: every new socket is bound first (a bind failure changes
+//! `ApplyListeners` before it swaps a snapshot whose `server.listenAddr`,
+//! `server.httpListenAddr` or HTTPS listener (`server.tls`) changed: every new socket is bound first (a bind failure changes
 //! nothing and fails the reload, naming the key and address), then the new listeners start, then
 //! the old ones stop accepting and drain in the background for up to `shutdown.drainTimeout`
 //! (in-flight requests and sessions finish; what remains at the deadline is cut). The shutdown
@@ -20,6 +20,7 @@ use gogate_actors::snapshot::SnapshotCell;
 use gogate_actors::supervise;
 use gogate_actors::tcp::bind_listener;
 use gogate_actors::tcp::listener::{CloseSessions, GetActiveSessions, StopAccepting};
+use gogate_actors::tls::CertStore;
 use gogate_actors::{ListenerActor, Metrics, Stats};
 use gogate_config::parse_listen_addr;
 use slog::{info, Logger};
@@ -46,6 +47,10 @@ pub struct ProxyParts {
     pub idle: Duration,
     /// The L7 server's graceful-stop timeout (rounded up to whole seconds).
     pub drain_timeout: Duration,
+    /// The certificates HTTPS listeners serve (the config actor publishes them).
+    pub certs: Arc<CertStore>,
+    /// `server.tls.minVersion` at start.
+    pub tls_min_version: String,
 }
 
 /// Starts the L4 listener on a bound socket.
@@ -65,6 +70,24 @@ pub fn start_tcp(sock: TcpListener, p: &ProxyParts) -> Result<Addr<ListenerActor
 
 /// Starts the L7 proxy server on a bound socket (`proxy::server`).
 pub fn start_http(sock: TcpListener, p: &ProxyParts) -> Result<ServerHandle, String> {
+    start_l7(sock, p, proxy::server::Listener::Http)
+}
+
+/// Starts the HTTPS proxy server (TLS, HTTP/1.1 and HTTP/2) on a bound socket.
+pub fn start_https(sock: TcpListener, p: &ProxyParts) -> Result<ServerHandle, String> {
+    let tls = proxy::tls::server_config(Arc::clone(&p.certs), &p.tls_min_version)?;
+    start_l7(sock, p, proxy::server::Listener::Https(Arc::new(tls)))
+}
+
+fn start_l7(
+    sock: TcpListener,
+    p: &ProxyParts,
+    listener: proxy::server::Listener,
+) -> Result<ServerHandle, String> {
+    let name = match listener {
+        proxy::server::Listener::Http => "http",
+        proxy::server::Listener::Https(_) => "https",
+    };
     let settings = proxy::server::HttpSettings {
         workers: p.workers,
         max_connections: p.max_connections as usize,
@@ -74,11 +97,12 @@ pub fn start_http(sock: TcpListener, p: &ProxyParts) -> Result<ServerHandle, Str
     };
     proxy::server::start(
         sock,
+        listener,
         &settings,
         p.cell.clone(),
         Arc::clone(&p.stats),
         &p.metrics,
-        p.log.new(slog::o!("listener" => "http")),
+        p.log.new(slog::o!("listener" => name)),
     )
 }
 
@@ -145,6 +169,7 @@ impl ControlServer {
 pub struct Current {
     pub tcp: Option<Addr<ListenerActor>>,
     pub http: Option<ServerHandle>,
+    pub https: Option<ServerHandle>,
     pub admin: Option<ControlServer>,
     pub metrics: Option<ControlServer>,
 }
@@ -153,6 +178,7 @@ pub struct Current {
 pub struct Taken {
     pub tcp: Option<Addr<ListenerActor>>,
     pub http: Option<ServerHandle>,
+    pub https: Option<ServerHandle>,
     pub control: Vec<ServerHandle>,
 }
 
@@ -241,6 +267,7 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
         // 1. Bind every new socket; any failure drops those bound and changes nothing.
         let tcp = bind_change("server.listenAddr", &msg.tcp)?;
         let http = bind_change("server.httpListenAddr", &msg.http)?;
+        let https = bind_change("server.tls.listenAddr", &msg.tls)?;
         // Admin and metrics move only when they run (enabling them needs a restart).
         let admin = bind_control("server.admin.listenAddr", &self.current.admin, &msg.admin)?;
         let metrics = bind_control(
@@ -260,14 +287,23 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
             Ok(h) => h,
             Err(e) => return Err(abort(e, &new_tcp, Vec::new())),
         };
-        let new_admin = match start_control(&self.current.admin, admin) {
+        let new_https = match https
+            .map(|sock| sock.map(|s| start_https(s, &self.parts)).transpose())
+            .transpose()
+        {
             Ok(h) => h,
             Err(e) => return Err(abort(e, &new_tcp, vec![new_http.clone().flatten()])),
+        };
+        let started = vec![new_http.clone().flatten(), new_https.clone().flatten()];
+        let new_admin = match start_control(&self.current.admin, admin) {
+            Ok(h) => h,
+            Err(e) => return Err(abort(e, &new_tcp, started)),
         };
         let new_metrics = match start_control(&self.current.metrics, metrics) {
             Ok(h) => h,
             Err(e) => {
-                let started = vec![new_http.clone().flatten(), new_admin.clone()];
+                let mut started = started;
+                started.push(new_admin.clone());
                 return Err(abort(e, &new_tcp, started));
             }
         };
@@ -284,14 +320,19 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
                 });
             }
         }
-        if let Some(new) = new_http {
-            if let Some(old) = std::mem::replace(&mut self.current.http, new) {
-                let log = self.log.clone();
-                // Graceful: stops accepting at once, lets requests in progress finish.
-                actix_rt::spawn(async move {
-                    old.stop(true).await;
-                    info!(log, "old http listener drained");
-                });
+        for (new, slot, name) in [
+            (new_http, &mut self.current.http, "http"),
+            (new_https, &mut self.current.https, "https"),
+        ] {
+            if let Some(new) = new {
+                if let Some(old) = std::mem::replace(slot, new) {
+                    let log = self.log.clone();
+                    // Graceful: stops accepting at once, lets requests in progress finish.
+                    actix_rt::spawn(async move {
+                        old.stop(true).await;
+                        info!(log, "old listener drained"; "listener" => name);
+                    });
+                }
             }
         }
         for (new, slot) in [
@@ -305,7 +346,8 @@ impl Handler<ApplyListeners> for ListenerManagerActor {
             }
         }
         info!(self.log, "listeners moved"; "tcp" => msg.tcp.as_deref(),
-              "http" => msg.http.as_deref(), "admin" => msg.admin.as_deref(),
+              "http" => msg.http.as_deref(), "https" => msg.tls.as_deref(),
+              "admin" => msg.admin.as_deref(),
               "metrics" => msg.metrics.as_deref());
         Ok(())
     }
@@ -325,6 +367,7 @@ impl Handler<TakeListeners> for ListenerManagerActor {
         MessageResult(Taken {
             tcp: self.current.tcp.clone(),
             http: self.current.http.clone(),
+            https: self.current.https.clone(),
             control: control
                 .iter()
                 .filter_map(|c| c.as_ref().map(|c| c.handle.clone()))

@@ -22,6 +22,7 @@ use crate::reload::watch::{self, FileWatch};
 use crate::reload::LastReload;
 use crate::snapshot::SnapshotCell;
 use crate::supervise;
+use crate::tls::CertStore;
 use actix::prelude::*;
 use gogate_config::Config;
 use slog::{info, Logger};
@@ -73,6 +74,10 @@ pub struct ConfigActor {
     /// Hash of the file bytes last read, so watcher events without a content change are ignored.
     pub(crate) file_hash: Option<u64>,
     watch: Option<FileWatch>,
+    /// The certificate files the watch covers besides the configuration file.
+    watched_certs: Vec<PathBuf>,
+    /// Where the HTTPS listener reads its certificates (`tls`); none = no HTTPS listener.
+    pub(crate) cert_store: Option<Arc<CertStore>>,
     pub(crate) cell: SnapshotCell,
     pub(crate) log: Logger,
 }
@@ -153,9 +158,18 @@ impl ConfigActor {
             last_reload: None,
             file_hash: None,
             watch: None,
+            watched_certs: Vec::new(),
+            cert_store: None,
             cell,
             log: log.clone(),
         }
+    }
+
+    /// Where reloads publish the certificates the HTTPS listener serves (set before the actor
+    /// starts, so no reload can miss it).
+    pub fn with_cert_store(mut self, store: Arc<CertStore>) -> Self {
+        self.cert_store = Some(store);
+        self
     }
 
     /// The published snapshot pointer, for the data plane and the admin API.
@@ -190,8 +204,8 @@ impl Actor for ConfigActor {
         let Some(file) = self.file.clone() else {
             return;
         };
-        let dropped = self.metrics.messages_dropped.with_label_values(&["config"]);
-        self.watch = watch::watch(&file, ctx.address(), dropped, &self.log);
+        self.watch = None;
+        self.refresh_watch(ctx);
         // The file may have changed between its first read and this watch: check once.
         ctx.spawn(
             async move { tokio::fs::read(&file).await.ok() }
@@ -295,6 +309,34 @@ impl Handler<SetLogLevelHandle> for ConfigActor {
     fn handle(&mut self, msg: SetLogLevelHandle, _: &mut Context<Self>) {
         msg.0.set(self.config.logging.level);
         self.level = Some(msg.0);
+    }
+}
+
+impl ConfigActor {
+    /// (Re)starts the file watch when the certificate and JWT key files of the configuration are
+    /// not those it covers (at start, and after a reload that names other files).
+    pub(crate) fn refresh_watch(&mut self, ctx: &mut Context<Self>) {
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        let tls = &self.config.server.tls;
+        let mut certs = if tls.enabled {
+            gogate_config::tls::files(tls, Some(&file))
+        } else {
+            Vec::new()
+        };
+        // JWT key files are watched like certificates: a rotated key applies without a reload.
+        if let Some(jwt) = &self.config.jwt {
+            let base = file.parent().unwrap_or_else(|| std::path::Path::new(""));
+            certs.extend(jwt.key_files(base).into_iter().map(|(_, p)| p));
+        }
+        if self.watch.is_some() && certs == self.watched_certs {
+            return;
+        }
+        let dropped = self.metrics.messages_dropped.with_label_values(&["config"]);
+        // The old watch stops when replaced; the new one is complete before that.
+        self.watch = watch::watch(&file, &certs, ctx.address(), dropped, &self.log);
+        self.watched_certs = certs;
     }
 }
 

@@ -23,6 +23,7 @@ pub mod split;
 pub mod stats;
 pub mod supervise;
 pub mod tcp;
+pub mod tls;
 
 pub use backend::state::{ActiveGuard, BackendState, BreakerPosition, Source};
 pub use config_actor::ConfigActor;

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub log_dropped: IntCounter,
     /// Exchanges cut because a stream fell silent for `timeouts.idle`, by which stream.
     pub idle_timeouts: IntCounterVec,
+    /// TLS handshakes that failed on the HTTPS listener, by reason (`error`, `timeout`).
+    pub tls_handshake_errors: IntCounterVec,
     started: Instant,
 }
 
@@ -186,6 +188,11 @@ impl Metrics {
                 "Exchanges cut after timeouts.idle without a byte, by what fell silent.",
                 &["kind"],
             ),
+            tls_handshake_errors: counter(
+                "gogate_tls_handshake_errors_total",
+                "TLS handshakes that failed on the HTTPS listener (bad client hello, no shared version or cipher, unknown certificate, timeout).",
+                &["reason"],
+            ),
             log_dropped: reg(
                 &r,
                 IntCounter::new(
@@ -204,6 +211,9 @@ impl Metrics {
         // Families whose series should read 0 before anything happens.
         for actor in ["breaker", "config"] {
             m.messages_dropped.with_label_values(&[actor]);
+        }
+        for reason in ["error", "timeout"] {
+            m.tls_handshake_errors.with_label_values(&[reason]);
         }
         for listener in ["http", "tcp"] {
             m.connections_rejected

@@ -13,6 +13,7 @@ pub mod model;
 pub mod rate_limit;
 mod sections;
 pub mod sticky;
+pub mod tls;
 pub mod validate;
 
 pub use addr::{check_backend_addr, parse_listen_addr, Cidr};

@@ -165,18 +165,22 @@ impl<'de> Deserialize<'de> for LbAlgorithm {
     }
 }
 
-/// `tls:` TLS termination (a later issue; rejected while enabled until then).
+/// `tls:` TLS termination for L7 (rustls): the HTTPS listener, its certificates (chosen by SNI,
+/// see `tls.rs`) and the lowest protocol version it accepts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct TlsConfig {
     pub enabled: bool,
     #[serde(alias = "listen", alias = "listen_addr")]
     pub listen_addr: String,
+    /// The default certificate (PEM chain, leaf first); relative to the config file's directory.
     #[serde(alias = "cert_file")]
     pub cert_file: String,
     #[serde(alias = "key_file")]
     pub key_file: String,
-    pub certificates: Vec<serde_yaml::Value>,
+    /// Extra certificates, each chosen when the client's SNI matches one of its DNS names.
+    pub certificates: Vec<CertificateConfig>,
+    /// `"1.2"` or `"1.3"`.
     #[serde(alias = "min_version")]
     pub min_version: String,
 }
@@ -192,6 +196,27 @@ impl Default for TlsConfig {
             min_version: "1.2".into(),
         }
     }
+}
+
+impl TlsConfig {
+    /// The address the HTTPS listener serves on: `listenAddr` when enabled, else `""` (none).
+    pub fn active_addr(&self) -> &str {
+        if self.enabled {
+            &self.listen_addr
+        } else {
+            ""
+        }
+    }
+}
+
+/// One entry of `tls.certificates`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct CertificateConfig {
+    #[serde(alias = "cert_file")]
+    pub cert_file: String,
+    #[serde(alias = "key_file")]
+    pub key_file: String,
 }
 
 /// `admin:` the admin API listener.

@@ -135,11 +135,10 @@ fn unnamed_routes_get_positional_names_and_methods_are_uppercased() {
 
 #[test]
 fn later_features_are_refused_not_ignored() {
-    let e = err_text(&format!("{BASE}  tls: {{enabled: true}}\n"));
-    assert!(
-        e.contains("server.tls.enabled") && e.contains("not supported yet"),
-        "{e}"
-    );
+    let e = err_text(&format!(
+        "{BASE}cors:\n  allowedOrigins: [\"https://a.test\"]\n"
+    ));
+    assert!(e.contains("cors: CORS is not supported yet"), "{e}");
 }
 
 #[test]
@@ -359,4 +358,43 @@ fn route_paths_must_be_matchable_after_normalisation() {
         let e = route(bad).expect_err(bad);
         assert!(e.contains("can never match"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn tls_settings_are_checked() {
+    let tls = |body: &str| format!("{BASE}  tls: {{{body}}}\n");
+    let e = err_text(&tls("enabled: true"));
+    assert!(
+        e.contains("server.tls.certFile") && e.contains("without a certificate"),
+        "{e}"
+    );
+    let e = err_text(&tls("enabled: true, certFile: a.crt"));
+    assert!(
+        e.contains("server.tls.keyFile") && e.contains("set both"),
+        "{e}"
+    );
+    let e = err_text(&tls(
+        "enabled: true, certificates: [{keyFile: a.key}], certFile: c, keyFile: k",
+    ));
+    assert!(e.contains("server.tls.certificates[0].certFile"), "{e}");
+    let e = err_text(&tls("minVersion: \"1.1\""));
+    assert!(
+        e.contains("server.tls.minVersion") && e.contains("\"1.2\", \"1.3\""),
+        "{e}"
+    );
+    let e = err_text(&format!(
+        "{BASE}  httpListenAddr: \":9443\"\n  tls: {{enabled: true, listenAddr: \":9443\", certFile: c, keyFile: k}}\n"
+    ));
+    assert!(
+        e.contains("server.tls.listenAddr") && e.contains("conflicts"),
+        "{e}"
+    );
+    // Enabled with a pair (the files are read by `tls::load`, not here); snake_case accepted.
+    let c = load(&tls(
+        "enabled: true, listen: \":9443\", cert_file: c, key_file: k, min_version: \"1.3\"",
+    ))
+    .expect("valid");
+    assert_eq!(c.server.tls.active_addr(), ":9443");
+    assert_eq!(c.server.tls.min_version, "1.3");
+    assert_eq!(load(BASE).expect("valid").server.tls.active_addr(), "");
 }

@@ -69,9 +69,7 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if s.registry.listen.is_some() {
         v.err("server.registry.listen", "the registry is served by the admin API (server.admin.listenAddr); remove registry.listen");
     }
-    if s.tls.enabled {
-        v.not_yet("server.tls.enabled", "TLS termination");
-    }
+    tls_section(&mut v, &s.tls);
     registry_section(&mut v, &s.registry);
     if registry && !s.admin.enabled {
         v.err("server.registry.enabled", "the registry is served by the admin API (/v1/services); set server.admin.enabled: true or disable the registry");
@@ -162,6 +160,9 @@ fn listeners(v: &mut Validator, s: &ServerConfig) {
     if !s.http_listen_addr.is_empty() {
         check(v, "server.httpListenAddr", &s.http_listen_addr);
     }
+    if s.tls.enabled {
+        check(v, "server.tls.listenAddr", &s.tls.listen_addr);
+    }
     if s.admin.enabled {
         check(v, "server.admin.listenAddr", &s.admin.listen_addr);
     }
@@ -191,6 +192,54 @@ fn listeners(v: &mut Validator, s: &ServerConfig) {
                 v.err(*pb, format!("address {b} conflicts with {pa} ({a})"));
             }
         }
+    }
+}
+
+/// The shape of `server.tls`; the files themselves are read by `tls::load`.
+fn tls_section(v: &mut Validator, t: &TlsConfig) {
+    if crate::tls::protocol_versions(&t.min_version).is_none() {
+        v.err(
+            "server.tls.minVersion",
+            format!(
+                "invalid minVersion {:?}; allowed: {}",
+                t.min_version,
+                crate::tls::MIN_VERSIONS
+            ),
+        );
+    }
+    let mut pairs: Vec<(String, &str, &str)> = t
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                format!("server.tls.certificates[{i}]"),
+                c.cert_file.as_str(),
+                c.key_file.as_str(),
+            )
+        })
+        .collect();
+    if !t.cert_file.is_empty() || !t.key_file.is_empty() {
+        pairs.push(("server.tls".into(), &t.cert_file, &t.key_file));
+    }
+    for (key, cert, priv_key) in &pairs {
+        if cert.is_empty() != priv_key.is_empty() {
+            let missing = if cert.is_empty() {
+                "certFile"
+            } else {
+                "keyFile"
+            };
+            v.err(
+                format!("{key}.{missing}"),
+                "certFile and keyFile go together; set both",
+            );
+        }
+    }
+    if t.enabled && pairs.is_empty() {
+        v.err(
+            "server.tls.certFile",
+            "TLS is enabled without a certificate: set certFile and keyFile, or certificates",
+        );
     }
 }
 

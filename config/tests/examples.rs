@@ -43,6 +43,18 @@ fn every_example_loads() {
     );
 }
 
+/// `gogate validate` also reads the certificate files an example names (they ship beside it).
+#[test]
+fn every_example_certificate_loads() {
+    for path in example_files() {
+        let c = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        if c.server.tls.enabled {
+            gogate_config::tls::load(&c.server.tls, Some(&path))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}
+
 #[test]
 fn required_examples_exist() {
     let names: Vec<String> = example_files()
@@ -118,7 +130,7 @@ fn full_example_keeps_unreleased_features_off() {
     let c = load_example("full.yaml");
     let s = &c.server;
     assert!(!s.rate_limit.enabled && !s.circuit_breaker.enabled);
-    assert!(!s.tls.enabled && !s.registry.enabled);
+    assert!(s.tls.enabled && !s.registry.enabled);
     assert!(c.cors.is_none());
     assert_eq!(c.routes.len(), 2);
     // The JWT policy loads with its key file beside the example (DESIGN B10).

@@ -58,6 +58,33 @@ where
     }
 }
 
+/// A request body whose first chunk was read ahead (an HTTP/2 request announces no length: the
+/// first read tells an empty body from one to stream), then the rest as it arrives.
+pub struct PeekedBody<S> {
+    first: Option<Bytes>,
+    rest: S,
+}
+
+impl<S> PeekedBody<S> {
+    pub fn new(first: Option<Bytes>, rest: S) -> Self {
+        PeekedBody { first, rest }
+    }
+}
+
+impl<S> Stream for PeekedBody<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        Pin::new(&mut self.rest).poll_next(cx)
+    }
+}
+
 /// A streamed request body shared between attempts. awc connects before it polls the body, so
 /// when a connect fails the body is still untouched and can go to the next backend.
 pub struct SharedBody<S> {

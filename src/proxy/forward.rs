@@ -3,14 +3,14 @@
 //! backend; a large or chunked one streams, and is retried only if no byte of it was read), and
 //! stream the response back with its headers rewritten.
 
-use super::body::{LimitedBody, ResponseBody, SharedBody};
+use super::body::{LimitedBody, PeekedBody, ResponseBody, SharedBody};
 use super::errors::GatewayError;
 use super::headers;
 use super::upstream::{self, Framing, Payload, UpstreamError, UpstreamResponse};
 use super::{Exchange, ProxyWorker};
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, Version};
 use actix_web::{web, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// Bodies up to this size (with a declared length) are read first so they can be re-sent.
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
-type ClientBody = SharedBody<LimitedBody<web::Payload>>;
+type ClientBody = SharedBody<LimitedBody<PeekedBody<web::Payload>>>;
 
 enum Body {
     Empty,
@@ -44,9 +44,32 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = req.headers().contains_key("transfer-encoding");
-    let body = if !chunked && content_length.unwrap_or(0) == 0 {
+    // HTTP/2 has no `Transfer-Encoding`: a body without `Content-Length` is told from no body by
+    // reading its first chunk (a request without one ends with its headers, so this returns at
+    // once); it then streams to the upstream chunked.
+    let mut first = None;
+    if req.version() == Version::HTTP_2 && content_length.is_none() {
+        let idle = target.upstream.timeouts.idle.get();
+        match tokio::time::timeout(idle, payload.next()).await {
+            Ok(None) => {}
+            Ok(Some(Ok(c))) => first = Some(c),
+            Ok(Some(Err(_))) => {
+                let why = GatewayError::BadRequest("malformed request body");
+                return ex.fail(w, Some(route), why);
+            }
+            Err(_) => {
+                ex.snap.idle_timeouts.request_body.inc();
+                return ex.fail(w, Some(route), GatewayError::BodyTimeout);
+            }
+        }
+    }
+    let body = if !chunked && first.is_none() && content_length.unwrap_or(0) == 0 {
         Body::Empty
-    } else if let (false, Some(len)) = (chunked, content_length.filter(|l| *l <= REPLAY_LIMIT)) {
+    } else if let (false, None, Some(len)) = (
+        chunked,
+        &first,
+        content_length.filter(|l| *l <= REPLAY_LIMIT),
+    ) {
         let mut buf = BytesMut::with_capacity(len as usize);
         // A client that declares a body and then stalls gets `timeouts.idle` between chunks.
         let idle = target.upstream.timeouts.idle.get();
@@ -70,7 +93,7 @@ pub async fn forward(
         ex.bytes_in.set(buf.len() as u64);
         Body::Buffered(buf.freeze())
     } else {
-        let limited = LimitedBody::new(payload, max_body);
+        let limited = LimitedBody::new(PeekedBody::new(first, payload), max_body);
         ex.bytes_in = limited.seen.clone();
         ex.exceeded = limited.exceeded.clone();
         let framing = match (chunked, content_length) {
@@ -191,7 +214,12 @@ pub(super) fn upstream_headers(
     for name in &ex.snap.claim_headers {
         h.remove(name);
     }
-    let orig_host = src.get("host").cloned();
+    // HTTP/2 carries the host in `:authority` (the URI), not in `Host`; the upstream speaks
+    // HTTP/1.1, where `Host` is required.
+    let orig_host = src.get("host").cloned().or_else(|| {
+        let authority = ex.req.uri().authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
     let host = if route.preserve_host {
         orig_host.clone()
     } else {
@@ -204,6 +232,7 @@ pub(super) fn upstream_headers(
     set(h, "x-forwarded-for", &ex.fwd.xff);
     let proto = match (ex.fwd.peer_trusted, src.get("x-forwarded-proto")) {
         (true, Some(v)) => v.clone(),
+        _ if ex.tls => HeaderValue::from_static("https"),
         _ => HeaderValue::from_static("http"),
     };
     h.insert(HeaderName::from_static("x-forwarded-proto"), proto);

@@ -9,6 +9,7 @@ mod forward;
 pub mod headers;
 mod ratelimit;
 pub mod server;
+pub mod tls;
 pub(crate) mod upstream;
 mod websocket;
 
@@ -40,6 +41,8 @@ pub struct ProxyWorker {
     pub log: Logger,
     /// Idle upstream connections of this worker.
     pub pool: Rc<upstream::ConnPool>,
+    /// Serves the HTTPS listener (`X-Forwarded-Proto: https` to the upstream).
+    pub tls: bool,
 }
 
 /// How often a worker closes pooled connections that have been idle too long.
@@ -66,6 +69,7 @@ impl ProxyWorker {
             stats,
             log,
             pool,
+            tls: false,
         }
     }
 }
@@ -90,6 +94,8 @@ pub(crate) struct Exchange {
     pub match_path: Option<Box<str>>,
     /// Upstream headers from the accepted token's claims (`jwt.forwardClaims`).
     pub claims: ClaimHeaders,
+    /// It came through the HTTPS listener.
+    pub tls: bool,
 }
 
 impl Exchange {
@@ -226,6 +232,7 @@ async fn serve(
         forward_path: None,
         match_path: None,
         claims: Vec::new(),
+        tls: w.tls,
     };
     let limits = &ex.snap.limits;
     let uri_len = ex

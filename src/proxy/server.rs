@@ -8,17 +8,27 @@
 //! moment so that closing does not reset the connection before the client has read the answer.
 //! Those refusals are bounded too: past [`MAX_REFUSING`] at once the connection is reset
 //! instead. Refusals count in `gogate_connections_rejected_total{listener="http"}`.
+//!
+//! The HTTPS listener (`server.tls`) is the same server with rustls in front (`super::tls`):
+//! ALPN offers `h2` and `http/1.1`, and the gate also holds the slot through the handshake. A
+//! refused TLS connection is closed at once (a plaintext 503 would mean nothing to a TLS client
+//! and a handshake is what an overloaded listener cannot afford). Failed handshakes count in
+//! `gogate_tls_handshake_errors_total{reason}`.
 
 use super::ProxyWorker;
-use actix_http::HttpService;
+use actix_http::{HttpService, TlsAcceptorConfig};
 use actix_server::{Server, ServerHandle};
-use actix_service::{apply_fn_factory, map_config, IntoServiceFactory, Service, ServiceFactoryExt};
+use actix_service::{
+    apply_fn_factory, boxed, map_config, IntoServiceFactory, Service, ServiceFactoryExt,
+};
+use actix_tls::accept::TlsError;
 use actix_web::dev::AppConfig;
 use actix_web::{web, App};
 use futures_util::future::{ready, Either};
 use futures_util::FutureExt;
 use gogate_actors::{Metrics, SnapshotCell, Stats};
 use prometheus::{IntCounter, IntGauge};
+use rustls::ServerConfig;
 use slog::Logger;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +57,8 @@ pub struct HttpSettings {
 /// The connection count of one listener, shared by its workers.
 struct Gate {
     max: usize,
+    /// Refusals are answered with a plaintext 503 (HTTP listener) or closed at once (HTTPS).
+    plain: bool,
     open: AtomicUsize,
     refusing: AtomicUsize,
     stats: Arc<Stats>,
@@ -76,6 +88,9 @@ impl Gate {
     /// Answers a connection beyond the cap with a 503 and closes it, in the background.
     fn refuse(self: &Arc<Self>, io: TcpStream) {
         self.rejected.inc();
+        if !self.plain {
+            return; // dropped: closed without a handshake
+        }
         if self.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
             self.refusing.fetch_sub(1, Ordering::AcqRel);
             // Too many at once: a reset costs nothing to send.
@@ -124,29 +139,59 @@ async fn answer_refused(mut io: TcpStream) {
     }
 }
 
-/// Starts the L7 proxy server on a bound socket; returns its handle (stop, graceful or not).
+/// Which L7 listener a server is: plain HTTP, or HTTPS with its rustls configuration.
+#[derive(Clone)]
+pub enum Listener {
+    Http,
+    Https(Arc<rustls::ServerConfig>),
+}
+
+impl Listener {
+    /// The `listener` label of its connection metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            Listener::Http => "http",
+            Listener::Https(_) => "https",
+        }
+    }
+
+    /// Its config key, for error messages.
+    fn key(&self) -> &'static str {
+        match self {
+            Listener::Http => "server.httpListenAddr",
+            Listener::Https(_) => "server.tls.listenAddr",
+        }
+    }
+}
+
+/// Starts an L7 proxy server on a bound socket; returns its handle (stop, graceful or not).
 pub fn start(
     sock: TcpListener,
+    listener: Listener,
     settings: &HttpSettings,
     cell: SnapshotCell,
     stats: Arc<Stats>,
     metrics: &Metrics,
     log: Logger,
 ) -> Result<ServerHandle, String> {
-    let addr = sock
-        .local_addr()
-        .map_err(|e| format!("server.httpListenAddr: {e}"))?;
+    let (label, key) = (listener.label(), listener.key());
+    let addr = sock.local_addr().map_err(|e| format!("{key}: {e}"))?;
     let gate = Arc::new(Gate {
         max: settings.max_connections.max(1),
+        plain: matches!(listener, Listener::Http),
         open: AtomicUsize::new(0),
         refusing: AtomicUsize::new(0),
         stats: Arc::clone(&stats),
-        total: metrics.connections_total.with_label_values(&["http"]),
-        active: metrics.connections_active.with_label_values(&["http"]),
+        total: metrics.connections_total.with_label_values(&[label]),
+        active: metrics.connections_active.with_label_values(&[label]),
         rejected: metrics
             .connections_rejected
-            .with_label_values(&["http", "max_connections"]),
+            .with_label_values(&[label, "max_connections"]),
     });
+    let handshake_errors = [
+        metrics.tls_handshake_errors.with_label_values(&["error"]),
+        metrics.tls_handshake_errors.with_label_values(&["timeout"]),
+    ];
     let builder = Server::build();
     let shutdown = builder.graceful_shutdown_signal();
     let (keep_alive, header_timeout) = (settings.keep_alive, settings.header_timeout);
@@ -157,33 +202,57 @@ pub fn start(
         .shutdown_timeout(settings.drain_timeout.as_millis().div_ceil(1000).max(1) as u64)
         // The gate refuses first; this per-worker ceiling only bounds a worker that got them all.
         .max_concurrent_connections(settings.max_connections + MAX_REFUSING)
-        .listen("gogate-http", sock, move || {
+        .listen(label, sock, move || {
             // Called once per worker, on its thread: the worker's state (upstream pool) lives
             // in the app built here.
-            let worker = ProxyWorker::new(cell.clone(), Arc::clone(&stats), log.clone());
+            let mut worker = ProxyWorker::new(cell.clone(), Arc::clone(&stats), log.clone());
+            worker.tls = matches!(listener, Listener::Https(_));
             let app = App::new()
                 .app_data(web::Data::new(worker))
                 .default_service(web::to(super::handle))
                 .into_factory()
                 .map_err(|e| e.error_response());
             let signal = shutdown.clone();
-            let http = HttpService::build()
-                .graceful_shutdown_signal(move || {
-                    let signal = signal.clone();
-                    async move { signal.notified().await }
-                })
-                .keep_alive(keep_alive)
-                // A response is often written in pieces (head, then body chunks as the upstream
-                // sends them): with Nagle on, a small piece waits for the client's delayed ACK
-                // (~40 ms). actix-http leaves Nagle on unless told.
-                .tcp_nodelay(true)
-                .client_request_timeout(header_timeout)
-                .client_disconnect_timeout(Duration::from_secs(1))
-                .local_addr(addr)
-                .finish(map_config(app, |_| AppConfig::default()))
-                .tcp();
+            // The same service for both kinds; its stream type (TCP or TLS over TCP) is
+            // inferred from the use below, hence a macro.
+            macro_rules! http_service {
+                () => {
+                    HttpService::build()
+                        .graceful_shutdown_signal(move || {
+                            let signal = signal.clone();
+                            async move { signal.notified().await }
+                        })
+                        .keep_alive(keep_alive)
+                        // A response is often written in pieces (head, then body chunks as the
+                        // upstream sends them): with Nagle on, a small piece waits for the
+                        // client's delayed ACK (~40 ms). actix-http leaves Nagle on unless told.
+                        .tcp_nodelay(true)
+                        .client_request_timeout(header_timeout)
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .local_addr(addr)
+                        .finish(map_config(app, |_| AppConfig::default()))
+                };
+            }
+            // Both kinds become one boxed factory (one indirect call per connection), so the
+            // gate below is the same code for both.
+            let served = match &listener {
+                Listener::Http => boxed::factory(http_service!().tcp().map_err(|_| ())),
+                Listener::Https(tls) => {
+                    let errors = handshake_errors.clone();
+                    // The handshake shares the header deadline: a client that stalls in it
+                    // holds a slot no longer than one that stalls in its request head.
+                    let acceptor = TlsAcceptorConfig::default().handshake_timeout(header_timeout);
+                    let https =
+                        http_service!().rustls_0_23_with_config(ServerConfig::clone(tls), acceptor);
+                    boxed::factory(https.map_err(move |e| match e {
+                        TlsError::Tls(_) => errors[0].inc(),
+                        TlsError::Timeout => errors[1].inc(),
+                        TlsError::Service(_) => {}
+                    }))
+                }
+            };
             let gate = Arc::clone(&gate);
-            apply_fn_factory(http, move |io: TcpStream, svc: &_| match gate.admit() {
+            apply_fn_factory(served, move |io: TcpStream, svc: &_| match gate.admit() {
                 Some(slot) => Either::Left(Service::call(svc, io).map(move |r| {
                     drop(slot);
                     r
@@ -194,7 +263,7 @@ pub fn start(
                 }
             })
         })
-        .map_err(|e| format!("server.httpListenAddr: {e}"))?;
+        .map_err(|e| format!("{key}: {e}"))?;
     let server = builder.run();
     let handle = server.handle();
     actix_rt::spawn(server);

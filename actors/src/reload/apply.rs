@@ -18,7 +18,8 @@ use crate::reload::diff::{desired_backends, plan_backends, restart_required};
 use crate::reload::listeners::ApplyListeners;
 use actix::prelude::*;
 use gogate_config::jwt::{check_size, MAX_KEY_FILE_BYTES};
-use gogate_config::{prepare, Config, ConfigError, ConfigErrors, KeyFiles};
+use gogate_config::tls::CertSet;
+use gogate_config::{prepare, Config, ConfigError, ConfigErrors, KeyFiles, TlsConfig};
 use slog::{info, warn};
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -98,6 +99,20 @@ async fn read_key_files_async(paths: Vec<PathBuf>) -> KeyFiles {
         files.insert(p, read);
     }
     files
+}
+
+/// Loads the certificates of `tls` when it is enabled, on the blocking pool (file reads), so
+/// the config actor's thread never waits on the disk. The error names the key and file.
+async fn load_certs(tls: TlsConfig, file: Option<PathBuf>) -> Result<Option<Arc<CertSet>>, String> {
+    if !tls.enabled {
+        return Ok(None);
+    }
+    let load = move || gogate_config::tls::load(&tls, file.as_deref());
+    match tokio::task::spawn_blocking(load).await {
+        Ok(Ok(set)) => Ok(Some(Arc::new(set))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("loading the TLS certificates failed (the loading task ended)".into()),
+    }
 }
 
 async fn read(file: Option<PathBuf>) -> Result<Vec<u8>, ConfigErrors> {
@@ -194,7 +209,7 @@ impl ConfigActor {
             Err(e) => return Box::pin(fut::ready(Err(self.fail(e.to_string(), trigger)))),
         };
         // Key files (JWT) are read off the actor, every reload: a rotated key is picked up even
-        // when the YAML did not change.
+        // when the YAML did not change. Certificates likewise, on the blocking pool.
         let reads = read_key_files_async(pending.key_files());
         Box::pin(reads.into_actor(self).then(move |files, act, _| {
             let new = match pending.finish(&files) {
@@ -205,19 +220,29 @@ impl ConfigActor {
                         as ResponseActFuture<Self, Result<ReloadOutcome, ReloadError>>;
                 }
             };
-            let lookups = act.lookups_for(&new);
-            Box::pin(
-                lookups
-                    .into_actor(act)
-                    .then(move |answers, act, ctx| act.move_listeners(new, answers, trigger, ctx)),
-            )
+            let certs = load_certs(new.server.tls.clone(), file);
+            Box::pin(certs.into_actor(act).then(
+                move |certs, act, _| -> ResponseActFuture<Self, Result<ReloadOutcome, ReloadError>> {
+                    let certs = match certs {
+                        Ok(c) => c,
+                        // A bad certificate fails the reload: the old one keeps being served.
+                        Err(e) => return Box::pin(fut::ready(Err(act.fail(e, trigger)))),
+                    };
+                    let lookups = act.lookups_for(&new);
+                    Box::pin(lookups.into_actor(act).then(move |answers, act, ctx| {
+                        act.move_listeners(new, certs, answers, trigger, ctx)
+                    }))
+                },
+            ))
         }))
     }
 
-    /// Has the listener manager move the listeners `new` changes (if any), then commits.
+    /// Has the listener manager move the listeners `new` changes (if any), publishes the new
+    /// certificates, then commits.
     fn move_listeners(
         &mut self,
         new: Config,
+        certs: Option<Arc<CertSet>>,
         answers: Answers,
         trigger: &'static str,
         ctx: &mut Context<Self>,
@@ -226,20 +251,50 @@ impl ConfigActor {
             ApplyListeners::between(&self.boot, &self.config, &new).map(|msg| (sink, msg))
         });
         let Some((sink, msg)) = rebind else {
+            self.publish_certs(certs);
             return Box::pin(fut::ready(Ok(self.commit(new, answers, trigger, ctx))));
         };
+        // An HTTPS listener that this reload starts must have its certificates from its first
+        // handshake. With TLS off until now, no listener reads the store: publish them first.
+        let early = !self.config.server.tls.enabled;
+        if early {
+            self.publish_certs(certs.clone());
+        }
         info!(self.log, "reload moves listeners"; "tcp" => msg.tcp.as_deref(),
-              "http" => msg.http.as_deref(), "admin" => msg.admin.as_deref(),
-              "metrics" => msg.metrics.as_deref(), "trigger" => trigger);
+              "http" => msg.http.as_deref(), "https" => msg.tls.as_deref(),
+              "admin" => msg.admin.as_deref(), "metrics" => msg.metrics.as_deref(),
+              "trigger" => trigger);
         Box::pin(
             async move { sink.send(msg).await }.into_actor(self).map(
                 move |res, act, ctx| match res {
-                    Ok(Ok(())) => Ok(act.commit(new, answers, trigger, ctx)),
+                    Ok(Ok(())) => {
+                        if !early {
+                            act.publish_certs(certs);
+                        }
+                        Ok(act.commit(new, answers, trigger, ctx))
+                    }
                     Ok(Err(e)) => Err(act.fail(e, trigger)),
                     Err(_) => Err(act.fail("the listener manager is unavailable".into(), trigger)),
                 },
             ),
         )
+    }
+
+    /// Hands the HTTPS listener the certificates of the configuration being applied (none when
+    /// TLS is off): new handshakes use them, open connections keep theirs.
+    fn publish_certs(&self, certs: Option<Arc<CertSet>>) {
+        let Some(store) = &self.cert_store else {
+            return;
+        };
+        if let Some(set) = &certs {
+            let files: Vec<String> = set
+                .files()
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            info!(self.log, "tls certificates loaded"; "files" => files.join(", "));
+        }
+        store.store(certs);
     }
 
     /// Records a failed reload (log, metric, `GET /config`); nothing else changes.
@@ -284,6 +339,7 @@ impl ConfigActor {
             self.sync_backends(false);
         }
         self.schedule_dns(ctx);
+        self.refresh_watch(ctx);
         self.metrics
             .config_reloads
             .with_label_values(&["success"])

@@ -149,7 +149,16 @@ pub fn restart_required(old: &Config, new: &Config, live_listeners: bool) -> Vec
         !live_listeners && o.http_listen_addr != n.http_listen_addr,
         "server.httpListenAddr",
     );
-    check(o.tls != n.tls, "server.tls");
+    check(
+        !live_listeners && o.tls.active_addr() != n.tls.active_addr(),
+        "server.tls.listenAddr",
+    );
+    // The HTTPS listener is built with the protocol versions of the start; certificates
+    // reload live (`tls::CertStore`).
+    check(
+        o.tls.min_version.trim() != n.tls.min_version.trim(),
+        "server.tls.minVersion",
+    );
     check(
         !live_control && o.admin.listen_addr != n.admin.listen_addr,
         "server.admin.listenAddr",

@@ -1,6 +1,7 @@
 //! Live listener changes (B3: "new listeners start, old ones drain"). The config actor does not
 //! own the listeners: the binary's listener manager does. A reload that changes
-//! `server.listenAddr` or `server.httpListenAddr` asks it, through the recipient registered with
+//! `server.listenAddr`, `server.httpListenAddr` or `server.tls` (its address, or enabling it)
+//! asks it, through the recipient registered with
 //! [`SetListenerSink`], to bind and start the new listener and drain the old one *before* the new
 //! snapshot is swapped in. A bind failure fails the whole reload (the old config keeps serving).
 
@@ -18,6 +19,8 @@ use std::time::Duration;
 pub struct ApplyListeners {
     pub tcp: Option<String>,
     pub http: Option<String>,
+    /// The HTTPS listener (`server.tls.listenAddr` while `server.tls.enabled`, else `""`).
+    pub tls: Option<String>,
     pub admin: Option<String>,
     pub metrics: Option<String>,
     pub drain: Duration,
@@ -45,11 +48,13 @@ impl ApplyListeners {
         let msg = ApplyListeners {
             tcp: changed(&o.listen_addr, &n.listen_addr),
             http: changed(&o.http_listen_addr, &n.http_listen_addr),
+            tls: (o.tls.active_addr() != n.tls.active_addr())
+                .then(|| n.tls.active_addr().to_string()),
             admin: control(&o.admin.listen_addr, &n.admin.listen_addr),
             metrics: control(&o.metrics.listen_addr, &n.metrics.listen_addr),
             drain: n.shutdown.drain_timeout.get(),
         };
-        let any = [&msg.tcp, &msg.http, &msg.admin, &msg.metrics];
+        let any = [&msg.tcp, &msg.http, &msg.tls, &msg.admin, &msg.metrics];
         any.iter().any(|c| c.is_some()).then_some(msg)
     }
 }
@@ -85,5 +90,25 @@ mod tests {
         shared.server.metrics.listen_addr = shared.server.admin.listen_addr.clone();
         let msg = ApplyListeners::between(&shared, &old, &new).expect("a change");
         assert_eq!(msg.admin, None);
+    }
+
+    #[test]
+    fn the_https_listener_follows_tls_enabled_and_its_address() {
+        let yaml = "server: {listenAddr: \":1\", backends: [{addr: \"127.0.0.1:2\"}]}\n";
+        let off = gogate_config::load_str(yaml, None).expect("valid");
+        let mut on = off.clone();
+        on.server.tls.enabled = true;
+        let msg = ApplyListeners::between(&off, &off, &on).expect("enabled");
+        assert_eq!((msg.tls.as_deref(), msg.http), (Some(":8443"), None));
+        let msg = ApplyListeners::between(&off, &on, &off).expect("disabled");
+        assert_eq!(msg.tls.as_deref(), Some(""));
+        // The address of a disabled listener changes nothing.
+        let mut moved_off = off.clone();
+        moved_off.server.tls.listen_addr = ":9443".into();
+        assert_eq!(ApplyListeners::between(&off, &off, &moved_off), None);
+        let mut moved_on = on.clone();
+        moved_on.server.tls.listen_addr = ":9443".into();
+        let msg = ApplyListeners::between(&off, &on, &moved_on).expect("moved");
+        assert_eq!(msg.tls.as_deref(), Some(":9443"));
     }
 }

@@ -9,15 +9,22 @@
 //! ./gw.yaml > ./gw.log`) must not keep restarting the quiet period. And a burst of relevant
 //! events (an editor saving every keystroke) postpones the notification by at most
 //! [`MAX_DELAY`] after its first event.
+//!
+//! The directories of the TLS certificate and key files are watched the same way (filtered to
+//! those files, their symlink targets and `..data`, as Kubernetes Secret volumes swap them):
+//! a change there asks for a full reload even when the configuration's bytes did not change,
+//! since every reload loads the certificates again.
 
 use crate::config_actor::{ConfigActor, FileChanged};
+use crate::reload::Reload;
 use actix::Addr;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use prometheus::IntCounter;
 use slog::{info, warn, Logger};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Quiet time after the last event before the actor is told (an editor's save is a burst).
@@ -66,29 +73,72 @@ impl Relevant {
                     .is_some_and(|n| self.names.iter().any(|r| r.as_os_str() == n))
             })
     }
+
+    /// Like `matches`, for entries of `dir` only (certificate directories are told apart from
+    /// the configuration's, which may hold a file of the same name).
+    fn matches_in(&self, dir: &Path, event: &notify::Event) -> bool {
+        !matches!(event.kind, EventKind::Access(_))
+            && event.paths.iter().any(|p| {
+                p.parent() == Some(dir)
+                    && p.file_name()
+                        .is_some_and(|n| self.names.iter().any(|r| r.as_os_str() == n))
+            })
+    }
 }
 
-/// Starts watching the directory of `file`; `None` (after a warning) when that fails, since
+/// The directory of `file` (`.` for a bare name).
+fn dir_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The certificate files grouped by directory, each with the names that matter in it.
+fn cert_dirs(certs: &[PathBuf]) -> Vec<(PathBuf, Relevant)> {
+    let mut dirs: Vec<(PathBuf, Relevant)> = Vec::new();
+    for cert in certs {
+        let dir = dir_of(cert);
+        let rel = Relevant::of(cert, &dir);
+        match dirs.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, r)) => r.names.extend(rel.names),
+            None => dirs.push((dir, rel)),
+        }
+    }
+    dirs
+}
+
+/// Starts watching the directory of `file` and those of the certificate files `certs`;
+/// `None` (after a warning) when the configuration's directory cannot be watched, since
 /// `SIGHUP` and `POST /reload` still work.
 pub fn watch(
     file: &Path,
+    certs: &[PathBuf],
     actor: Addr<ConfigActor>,
     dropped: IntCounter,
     log: &Logger,
 ) -> Option<FileWatch> {
-    let dir = match file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(file);
     let relevant = Relevant::of(file, &dir);
+    let cert_dirs = cert_dirs(certs);
+    let extra_dirs: Vec<PathBuf> = cert_dirs.iter().map(|(d, _)| d.clone()).collect();
+    // Set by the watcher when a certificate file changed, taken when the burst is notified.
+    let certs_changed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&certs_changed);
     let (tx, rx) = mpsc::channel::<()>();
     let handler = move |res: notify::Result<notify::Event>| match res {
-        Ok(ev) if relevant.matches(&ev) => {
-            let _ = tx.send(());
+        Ok(ev) => {
+            let cert = cert_dirs.iter().any(|(d, r)| r.matches_in(d, &ev));
+            if cert {
+                flag.store(true, Ordering::Release);
+            }
+            if cert || relevant.matches(&ev) {
+                let _ = tx.send(());
+            }
         }
-        Ok(_) => {}
-        // The watcher lost events (queue overflow): the file may have changed unseen.
+        // The watcher lost events (queue overflow): the files may have changed unseen.
         Err(_) => {
+            flag.store(true, Ordering::Release);
             let _ = tx.send(());
         }
     };
@@ -104,13 +154,32 @@ pub fn watch(
               "dir" => %dir.display(), "error" => %e);
         return None;
     }
+    for d in extra_dirs.iter().filter(|d| **d != dir) {
+        match watcher.watch(d, RecursiveMode::NonRecursive) {
+            Ok(()) => info!(log, "watching a certificate directory"; "dir" => %d.display()),
+            Err(e) => {
+                warn!(log, "cannot watch a certificate directory (reload to pick up new certificates)";
+                            "dir" => %d.display(), "error" => %e)
+            }
+        }
+    }
     let spawned = std::thread::Builder::new()
         .name("gogate-config-watch".into())
         .spawn(move || {
             debounce(&rx, DEBOUNCE, MAX_DELAY, || {
                 // A full mailbox is busy with other work; the next event (or `POST /reload`)
-                // checks the file again. Counted, so an operator can tell.
-                if actor.try_send(FileChanged).is_err() {
+                // checks the files again. Counted, so an operator can tell.
+                let sent = if certs_changed.swap(false, Ordering::AcqRel) {
+                    // The configuration may be unchanged: a full reload loads the certificates.
+                    actor
+                        .try_send(Reload {
+                            trigger: "certificates",
+                        })
+                        .is_ok()
+                } else {
+                    actor.try_send(FileChanged).is_ok()
+                };
+                if !sent {
                     dropped.inc();
                 }
             })
@@ -173,6 +242,26 @@ mod tests {
         assert!(!r.matches(&event(create, &["/etc/gw/gw.yaml.tmp1"])));
         let read = EventKind::Access(notify::event::AccessKind::Any);
         assert!(!r.matches(&event(read, &["/etc/gw/gw.yaml"])));
+    }
+
+    #[test]
+    fn certificate_files_count_only_in_their_own_directory() {
+        let certs = [
+            PathBuf::from("/etc/tls/a.crt"),
+            PathBuf::from("/etc/tls/a.key"),
+            PathBuf::from("/srv/b.crt"),
+        ];
+        let dirs = cert_dirs(&certs);
+        assert_eq!(dirs.len(), 2);
+        let (dir, rel) = &dirs[0];
+        assert_eq!(dir, Path::new("/etc/tls"));
+        let data = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        assert!(rel.matches_in(dir, &event(data, &["/etc/tls/a.key"])));
+        assert!(rel.matches_in(dir, &event(data, &["/etc/tls/..data"])));
+        assert!(!rel.matches_in(dir, &event(data, &["/etc/gw/a.key"])));
+        assert!(!rel.matches_in(dir, &event(data, &["/etc/tls/other.pem"])));
+        let read = EventKind::Access(notify::event::AccessKind::Any);
+        assert!(!rel.matches_in(dir, &event(read, &["/etc/tls/a.crt"])));
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::{
     net,
     pin::{pin, Pin},
     rc::Rc,
+    cell::Cell,
+    time::Duration,
     task::{Context, Poll},
 };
 
@@ -19,7 +21,7 @@ use h2::{
     Ping, PingPong,
 };
 use pin_project_lite::pin_project;
-use tokio::time::{sleep, Sleep};
+use tokio::time::{sleep, Instant, Sleep};
 
 use crate::{
     body::{BodySize, BoxBody, MessageBody},
@@ -42,7 +44,50 @@ pin_project! {
         config: ServiceConfig,
         peer_addr: Option<net::SocketAddr>,
         ping_pong: Option<H2PingPong>,
+        // gogate patch: the server's graceful shutdown reaches HTTP/2 connections (GOAWAY, then
+        // close once the streams in progress are done), and a connection without a stream for
+        // the keep-alive duration is closed the same way (pings alone kept it open forever).
+        graceful_shutdown: Option<crate::config::GracefulShutdownFuture>,
+        idle: Option<H2Idle>,
         _phantom: PhantomData<B>
+    }
+}
+
+/// gogate patch: streams in progress and the last time one started or ended.
+struct H2Idle {
+    limit: Duration,
+    active: Rc<Cell<usize>>,
+    last: Rc<Cell<Instant>>,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl H2Idle {
+    /// True once no stream has run for `limit`; otherwise re-arms the timer.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last.get() + self.limit;
+            if self.active.get() == 0 && Instant::now() >= due {
+                return true;
+            }
+            let next = if self.active.get() > 0 { Instant::now() + self.limit } else { due };
+            self.timer.as_mut().reset(next);
+        }
+    }
+}
+
+/// gogate patch: counts a stream from its start to its end (also when its task is dropped).
+struct H2StreamGuard {
+    active: Rc<Cell<usize>>,
+    last: Rc<Cell<Instant>>,
+}
+
+impl Drop for H2StreamGuard {
+    fn drop(&mut self) {
+        self.active.set(self.active.get().saturating_sub(1));
+        self.last.set(Instant::now());
     }
 }
 
@@ -70,8 +115,17 @@ where
             ping_pong: conn.ping_pong().unwrap(),
         });
 
+        let idle = config.keep_alive().duration().map(|limit| H2Idle {
+            limit,
+            active: Rc::new(Cell::new(0)),
+            last: Rc::new(Cell::new(Instant::now())),
+            timer: Box::pin(sleep(limit)),
+        });
+
         Self {
             flow,
+            graceful_shutdown: config.graceful_shutdown(),
+            idle,
             config,
             peer_addr,
             connection: conn,
@@ -110,6 +164,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
 
+        // gogate patch: graceful shutdown and idle close (see the fields).
+        let shutting_down = this
+            .graceful_shutdown
+            .as_mut()
+            .is_some_and(|signal| signal.as_mut().poll(cx).is_ready());
+        let idle = this.idle.as_mut().is_some_and(|idle| idle.poll_expired(cx));
+        if shutting_down || idle {
+            this.graceful_shutdown = None;
+            this.idle = None;
+            this.connection.graceful_shutdown();
+        }
+
         loop {
             match Pin::new(&mut this.connection).poll_accept(cx)? {
                 Poll::Ready(Some((req, tx))) => {
@@ -130,9 +196,18 @@ where
 
                     let fut = this.flow.service.call(req);
                     let config = this.config.clone();
+                    // gogate patch: the stream counts as activity until its task ends.
+                    let guard = this.idle.as_ref().map(|idle| {
+                        idle.active.set(idle.active.get() + 1);
+                        H2StreamGuard {
+                            active: Rc::clone(&idle.active),
+                            last: Rc::clone(&idle.last),
+                        }
+                    });
 
                     // multiplex request handling with spawn task
                     tokio::task::spawn_local(async move {
+                        let _guard = guard;
                         // resolve service call and send response.
                         let res = match fut.await {
                             Ok(res) => handle_response(res.into(), tx, config, head_req).await,

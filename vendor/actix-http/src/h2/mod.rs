@@ -57,6 +57,15 @@ impl Stream for Payload {
     }
 }
 
+/// gogate patch: streams one HTTP/2 connection may have open at once (the client is told in
+/// SETTINGS; more are refused with REFUSED_STREAM).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// gogate patch: the largest decoded request header block (RFC 9113 size: names, values and 32
+/// bytes per field) accepted on an HTTP/2 connection; above the HTTP/1 parser's own ceiling, so
+/// the gateway's `limits.maxHeaderBytes` (at most 32 KiB) is what answers 431 below it.
+const H2_MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+
 pub(crate) fn handshake_with_timeout<T>(io: T, config: &ServiceConfig) -> HandshakeWithTimeout<T>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -64,7 +73,11 @@ where
     let mut builder = Builder::new();
     builder
         .initial_window_size(config.h2_initial_window_size())
-        .initial_connection_window_size(config.h2_initial_connection_window_size());
+        .initial_connection_window_size(config.h2_initial_connection_window_size())
+        // gogate patch: each stream is a task; bound how many one connection may run at once,
+        // and the decoded header block of a request (h2's default allows 16 MiB).
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE);
 
     HandshakeWithTimeout {
         handshake: builder.handshake(io),
