@@ -506,25 +506,56 @@ fn file_yaml(up: &RunningUpstream) -> String {
     )
 }
 
+/// A gateway started from a file whose JWT key is `keys/jwt.pem` (the `rsa-public.pem`
+/// fixture), with a token signed by that key (`old`) and one by the key it rotates to (`new`).
+struct Rotation {
+    _up: RunningUpstream,
+    dir: TempDir,
+    key_path: PathBuf,
+    gw: TestGateway,
+    old: String,
+    new: String,
+}
+
+impl Rotation {
+    async fn start() -> Rotation {
+        let up = Upstream::new("up").start().await;
+        let dir = TempDir::new();
+        std::fs::create_dir_all(dir.path("keys")).expect("keys dir");
+        let key_path = dir.path("keys/jwt.pem");
+        std::fs::copy(fixture("rsa-public.pem"), &key_path).expect("copy key");
+        let config = dir.path("gogate.yaml");
+        write_config(&config, &file_yaml(&up));
+        let gw = gateway_from_file(&config).await;
+        let claims = json!({"sub": "alice", "exp": now() + 300});
+        let old = token(
+            Algorithm::RS256,
+            None,
+            &rsa("rsa-private.pem"),
+            claims.clone(),
+        );
+        let new = token(Algorithm::RS256, None, &rsa("rsa2-private.pem"), claims);
+        Rotation {
+            _up: up,
+            dir,
+            key_path,
+            gw,
+            old,
+            new,
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn key_files_rotate_on_reload_and_a_bad_one_keeps_the_old_keys() {
-    let up = Upstream::new("up").start().await;
-    let dir = TempDir::new();
-    std::fs::create_dir_all(dir.path("keys")).expect("keys dir");
-    let key_path = dir.path("keys/jwt.pem");
-    std::fs::copy(fixture("rsa-public.pem"), &key_path).expect("copy key");
-    let config = dir.path("gogate.yaml");
-    write_config(&config, &file_yaml(&up));
-    let gw = gateway_from_file(&config).await;
-
-    let claims = json!({"sub": "alice", "exp": now() + 300});
-    let old = token(
-        Algorithm::RS256,
-        None,
-        &rsa("rsa-private.pem"),
-        claims.clone(),
-    );
-    let new = token(Algorithm::RS256, None, &rsa("rsa2-private.pem"), claims);
+    let Rotation {
+        _up,
+        dir: _dir,
+        key_path,
+        gw,
+        old,
+        new,
+    } = Rotation::start().await;
     assert_eq!(bearer(&gw, "/admin", &old).await.status, 200);
     assert_eq!(bearer(&gw, "/admin", &new).await.status, 401);
 
@@ -565,22 +596,14 @@ async fn key_files_rotate_on_reload_and_a_bad_one_keeps_the_old_keys() {
 /// atomic rename, as a Kubernetes Secret update or `mv` does).
 #[actix_rt::test]
 async fn a_key_file_rotated_on_disk_applies_without_a_reload_request() {
-    let up = Upstream::new("up").start().await;
-    let dir = TempDir::new();
-    std::fs::create_dir_all(dir.path("keys")).expect("keys dir");
-    let key_path = dir.path("keys/jwt.pem");
-    std::fs::copy(fixture("rsa-public.pem"), &key_path).expect("copy key");
-    let config = dir.path("gogate.yaml");
-    write_config(&config, &file_yaml(&up));
-    let gw = gateway_from_file(&config).await;
-    let claims = json!({"sub": "alice", "exp": now() + 300});
-    let old = token(
-        Algorithm::RS256,
-        None,
-        &rsa("rsa-private.pem"),
-        claims.clone(),
-    );
-    let new = token(Algorithm::RS256, None, &rsa("rsa2-private.pem"), claims);
+    let Rotation {
+        _up,
+        dir,
+        key_path,
+        gw,
+        old,
+        new,
+    } = Rotation::start().await;
     assert_eq!(bearer(&gw, "/admin", &old).await.status, 200);
     let staged = dir.path("keys/.jwt.pem.new");
     std::fs::copy(fixture("rsa2-public.pem"), &staged).expect("stage key");

@@ -223,6 +223,21 @@ async fn h2_request_bodies_arrive_whole() {
     s.gw.stop().await;
 }
 
+/// Reads a request head (up to its blank line) from a raw upstream socket; false when the peer
+/// closed or failed first.
+async fn read_head(sock: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
 /// An upstream that answers every request with a chunked body and hop-by-hop headers.
 async fn chunked_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -230,16 +245,11 @@ async fn chunked_upstream() -> SocketAddr {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     actix_rt::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         while let Ok((mut sock, _)) = listener.accept().await {
             actix_rt::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if !read_head(&mut sock).await {
+                    return;
                 }
                 let reply = "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nkeep-alive: timeout=5\r\nx-hop: 1\r\nupgrade: h2c\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
                 let _ = sock.write_all(reply.as_bytes()).await;
@@ -837,18 +847,14 @@ async fn websocket_echo_upstream() -> SocketAddr {
     actix_rt::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             actix_rt::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
+                if !read_head(&mut sock).await {
+                    return;
                 }
                 let reply = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
                 if sock.write_all(reply.as_bytes()).await.is_err() {
                     return;
                 }
+                let mut chunk = [0u8; 4096];
                 loop {
                     match sock.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
