@@ -106,9 +106,9 @@ jwt:
   publicKeyFile: "rsa.pub"
   forwardClaims: {sub: "X-User-Id"}
 routes:
-  - {name: none, match: {pathPrefix: "/none"}}
-  - {name: hs, match: {pathPrefix: "/hs"}, auth: jwt}
-  - {name: rs, match: {pathPrefix: "/rs"}, auth: jwt}
+  - {name: none, match: {pathPrefix: "/none"}, upstreams: [{name: default}]}
+  - {name: hs, match: {pathPrefix: "/hs"}, upstreams: [{name: default}], auth: jwt}
+  - {name: rs, match: {pathPrefix: "/rs"}, upstreams: [{name: default}], auth: jwt}
 logging: {level: "warn", accessLog: false}
 EOF
 "$BIN" validate -config "$WORK/gogate.yaml" >/dev/null
