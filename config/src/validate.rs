@@ -60,8 +60,8 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if cfg.jwt.is_some() {
         v.not_yet("jwt", "JWT authentication");
     }
-    if cfg.cors.is_some() {
-        v.not_yet("cors", "CORS");
+    if let Some(cors) = &cfg.cors {
+        v.errors.extend(cors.check("cors"));
     }
     if s.http_transport.is_some() {
         v.err("server.http_transport", "has no meaning in gogate; upstream connection reuse is server.tcpPool and upstream timeouts are server.timeouts");
@@ -423,8 +423,11 @@ fn routes(v: &mut Validator, cfg: &Config) {
             let errors = RateLimitConfig::from(rl).check(&format!("{p}.rateLimit"));
             v.errors.extend(errors);
         }
-        if r.cors == Some(true) {
-            v.not_yet(&format!("{p}.cors"), "CORS");
+        if r.cors == Some(true) && cfg.cors.is_none() {
+            v.err(
+                format!("{p}.cors"),
+                "needs the top-level cors: block (the policy to apply), e.g. cors: {allowedOrigins: [\"https://app.example.com\"]}",
+            );
         }
     }
 }
