@@ -5,6 +5,7 @@
 use crate::backend::state::BackendState;
 use crate::balance::Balancer;
 use crate::breaker::{BreakerActor, BreakerLink};
+use crate::cors::CorsPolicy;
 use crate::dns::is_host_name;
 use crate::metrics::{IdleCounters, Metrics, OutcomeCounters, RouteMetrics};
 use crate::ratelimit::RateLimits;
@@ -111,6 +112,8 @@ pub fn build_snapshot(
         }
     };
 
+    // One compiled policy, shared by every `cors: true` route.
+    let cors = config.cors.as_ref().map(|c| Arc::new(CorsPolicy::new(c)));
     let routes = config
         .routes
         .iter()
@@ -137,7 +140,8 @@ pub fn build_snapshot(
                 RouteMetrics::new(metrics, "http", &r.name),
             )
             .with_rate_limit(limits.for_route(r, metrics))
-            .with_sticky(StickyKey::new(&r.sticky));
+            .with_sticky(StickyKey::new(&r.sticky))
+            .with_cors(cors.clone().filter(|_| r.cors == Some(true)));
             (rule, Arc::new(snap))
         })
         .collect();

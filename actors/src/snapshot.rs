@@ -6,6 +6,7 @@
 use crate::backend::state::{ActiveGuard, BackendState, BreakerPosition};
 use crate::balance::Balancer;
 use crate::breaker::BreakerLink;
+use crate::cors::CorsPolicy;
 use crate::metrics::{IdleCounters, OutcomeCounters, RouteMetrics};
 use crate::ratelimit::{KeyedLimiter, RateLimitSnapshot};
 use crate::routing::{RouteRule, RouteTable};
@@ -176,6 +177,8 @@ pub struct RouteSnapshot {
     /// The limit this route's requests are checked against (its own, or the server's).
     pub rate_limit: Option<RateLimitSnapshot>,
     pub sticky: StickyKey,
+    /// The `cors:` policy when the route says `cors: true` (one compiled policy, shared).
+    pub cors: Option<Arc<CorsPolicy>>,
 }
 
 impl RouteSnapshot {
@@ -203,6 +206,7 @@ impl RouteSnapshot {
             metrics,
             rate_limit: None,
             sticky: StickyKey::None,
+            cors: None,
         }
     }
 
@@ -213,6 +217,11 @@ impl RouteSnapshot {
 
     pub(crate) fn with_sticky(mut self, sticky: StickyKey) -> Self {
         self.sticky = sticky;
+        self
+    }
+
+    pub(crate) fn with_cors(mut self, cors: Option<Arc<CorsPolicy>>) -> Self {
+        self.cors = cors;
         self
     }
 

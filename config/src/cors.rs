@@ -159,7 +159,10 @@ fn split_host_port(rest: &str) -> Option<(&str, Option<u16>)> {
         let end = rest.find(']')?;
         let (h, after) = rest.split_at(end + 1);
         let inner = &h[1..h.len() - 1];
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
         {
             return None;
         }
@@ -203,7 +206,10 @@ mod tests {
             ("HTTPS://app.example.com:443", "https://app.example.com"),
             ("http://localhost:80", "http://localhost"),
             ("http://localhost:3000", "http://localhost:3000"),
-            ("https://app.example.com:8443", "https://app.example.com:8443"),
+            (
+                "https://app.example.com:8443",
+                "https://app.example.com:8443",
+            ),
             ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
             ("http://[::1]:8080", "http://[::1]:8080"),
             ("http://[::1]", "http://[::1]"),

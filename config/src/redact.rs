@@ -80,8 +80,7 @@ mod tests {
         assert_eq!(v["cluster"]["keyPrefix"], "gogate:");
         assert_eq!(v["server_rate"]["keyBy"], "ip");
         assert_eq!(
-            v["routes"][0]["requestHeaders"]["set"]["X-Trace"],
-            "on",
+            v["routes"][0]["requestHeaders"]["set"]["X-Trace"], "on",
             "{text}"
         );
         assert_eq!(v["server"]["admin"]["token"], REDACTED);

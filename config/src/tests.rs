@@ -381,7 +381,9 @@ fn cors_mistakes_name_their_key_and_line() {
         "{BASE}cors:\n  allowedOrigins: [\"*\"]\n  allowCredentials: true\n"
     ));
     assert!(
-        e.contains("test.yaml:5:") && e.contains("cors.allowedOrigins[0]") && e.contains("allowCredentials"),
+        e.contains("test.yaml:5:")
+            && e.contains("cors.allowedOrigins[0]")
+            && e.contains("allowCredentials"),
         "{e}"
     );
     for origin in [

@@ -17,6 +17,8 @@ pub enum GatewayError {
     UpstreamProtocol,
     UpstreamTimeout,
     BadRequest(&'static str),
+    /// Refused by policy (a CORS preflight outside the policy).
+    Forbidden(&'static str),
     RateLimited,
     /// The client's body stalled for `timeouts.idle`.
     BodyTimeout,
@@ -36,6 +38,7 @@ impl GatewayError {
             }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
@@ -51,7 +54,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect => "upstream connection failed",
             GatewayError::UpstreamProtocol => "upstream protocol error",
             GatewayError::UpstreamTimeout => "upstream timed out",
-            GatewayError::BadRequest(why) => why,
+            GatewayError::BadRequest(why) | GatewayError::Forbidden(why) => why,
             GatewayError::RateLimited => "rate limit exceeded",
             GatewayError::BodyTimeout => "request body timed out",
         }
