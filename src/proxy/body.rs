@@ -58,6 +58,33 @@ where
     }
 }
 
+/// A body whose first chunk was read ahead (so a body broken from its first bytes is refused
+/// before any upstream hears of the request), followed by the rest of the stream.
+pub struct Primed<S> {
+    first: Option<Bytes>,
+    rest: S,
+}
+
+impl<S> Primed<S> {
+    pub fn new(first: Option<Bytes>, rest: S) -> Self {
+        Primed { first, rest }
+    }
+}
+
+impl<S> Stream for Primed<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        Pin::new(&mut self.rest).poll_next(cx)
+    }
+}
+
 /// A streamed request body shared between attempts. awc connects before it polls the body, so
 /// when a connect fails the body is still untouched and can go to the next backend.
 pub struct SharedBody<S> {
