@@ -53,21 +53,43 @@ pub async fn guard(
     if req.headers().contains_key("transfer-encoding") {
         match read_capped(req.take_payload()).await {
             Ok(body) => req.set_payload(Payload::from(body.freeze())),
-            Err(res) => return Ok(req.into_response(res)),
+            Err(e) => return Ok(req.into_response(e.response())),
         }
     }
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
+/// Why a chunked admin body was not read.
+enum BodyError {
+    Malformed,
+    TooLarge,
+    Timeout,
+}
+
+impl BodyError {
+    fn response(self) -> HttpResponse {
+        match self {
+            BodyError::Malformed => {
+                json_error(StatusCode::BAD_REQUEST, "malformed request body", "")
+            }
+            BodyError::TooLarge => denied(Denial::TooLarge),
+            BodyError::Timeout => json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "admin request body timed out",
+                "",
+            ),
+        }
+    }
+}
+
 /// Reads a body of unknown length, at most [`MAX_ADMIN_BODY`] bytes.
-async fn read_capped(mut payload: Payload) -> Result<BytesMut, HttpResponse> {
+async fn read_capped(mut payload: Payload) -> Result<BytesMut, BodyError> {
     let read = async {
         let mut buf = BytesMut::new();
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk
-                .map_err(|_| json_error(StatusCode::BAD_REQUEST, "malformed request body", ""))?;
+            let chunk = chunk.map_err(|_| BodyError::Malformed)?;
             if buf.len() + chunk.len() > MAX_ADMIN_BODY {
-                return Err(denied(Denial::TooLarge));
+                return Err(BodyError::TooLarge);
             }
             buf.extend_from_slice(&chunk);
         }
@@ -75,11 +97,5 @@ async fn read_capped(mut payload: Payload) -> Result<BytesMut, HttpResponse> {
     };
     tokio::time::timeout(BODY_TIMEOUT, read)
         .await
-        .unwrap_or_else(|_| {
-            Err(json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "admin request body timed out",
-                "",
-            ))
-        })
+        .unwrap_or(Err(BodyError::Timeout))
 }
