@@ -1,6 +1,7 @@
 //! The admin API (DESIGN B6) and the metrics endpoint (B7). Control plane: handlers read the
 //! published snapshot for views and message actors for commands; nothing here is on the
-//! request path of proxied traffic.
+//! request path of proxied traffic. Every admin route sits behind one guard (`guard.rs`, the
+//! rules in `auth.rs`): token, browser and DNS-rebinding checks, body size and type.
 
 mod auth;
 mod guard;
@@ -33,7 +34,7 @@ pub struct AdminState {
     pub started: Instant,
 }
 
-pub use auth::{is_loopback_host, MAX_ADMIN_BODY};
+pub use auth::MAX_ADMIN_BODY;
 
 /// Registers the admin routes on an app (the registry's only when it runs), all behind the
 /// admin guard (`auth`), and the metrics route at `metrics_path` when metrics share the
