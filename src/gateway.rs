@@ -229,6 +229,12 @@ impl Gateway {
             token,
             started: Instant::now(),
         };
+        if let (Some(addr), None) = (admin_addr, &admin_state.token) {
+            if !addr.ip().is_loopback() {
+                warn!(log, "the admin API listens beyond loopback without a token: anyone who can reach it can read the configuration and stats; set server.admin.token or GOGATE_ADMIN_TOKEN (writes stay loopback-only until then)";
+                      "admin" => addr.to_string());
+            }
+        }
         let metrics_path = s.metrics.path.clone();
         let admin = admin_sock
             .map(|sock| {
@@ -236,10 +242,7 @@ impl Gateway {
                 let path = metrics_shared.then(|| metrics_path.clone());
                 ControlServer::start(sock, "server.admin.listenAddr", move |cfg| {
                     cfg.app_data(web::Data::new(st.clone()));
-                    admin::configure(cfg, &st);
-                    if let Some(p) = &path {
-                        admin::configure_metrics(cfg, p);
-                    }
+                    admin::configure(cfg, &st, path.as_deref());
                 })
             })
             .transpose()

@@ -339,6 +339,26 @@ fn validate_rejects_an_unknown_key_naming_file_line_and_path() {
 }
 
 #[test]
+fn validate_reports_every_cors_mistake_with_file_line_and_path() {
+    let f = TempFile::new(
+        "bad-cors",
+        "server:\n  backends:\n    - addr: \"127.0.0.1:9001\"\nroutes:\n  - match: {pathPrefix: /api}\n    upstreams: [{name: default}]\n    cors: true\ncors:\n  allowedOrigins:\n    - \"*\"\n    - \"https://app.example.com/path\"\n  allowCredentials: true\n",
+    );
+    let (code, out, err) = run(&["validate", "-config", f.path()]);
+    assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
+    for (line, path) in [
+        (10, "cors.allowedOrigins[0]"),
+        (11, "cors.allowedOrigins[1]"),
+    ] {
+        assert!(
+            err.contains(&format!("{}:{line}", f.path())) && err.contains(path),
+            "stderr should name {path} at line {line}: {err}"
+        );
+    }
+    assert!(err.contains("allowCredentials"), "{err}");
+}
+
+#[test]
 fn validate_reads_gogate_config_when_no_flag_is_given() {
     let good = TempFile::new("env-good", &run_config("127.0.0.1:0", "127.0.0.1:0"));
     let mut cmd = gogate(&["validate"]);

@@ -395,11 +395,10 @@ async fn registry_endpoints_require_the_admin_token() {
     }
     let expected = [201, 200, 200, 204, 204];
     for ((method, path), status) in calls.into_iter().zip(expected) {
-        let r = send(
-            request(&gw, method, path, Some("s3cret")),
-            Some(body.as_bytes().to_vec()),
-        )
-        .await;
+        // Admin request bodies are JSON and say so (415 otherwise).
+        let req = request(&gw, method, path, Some("s3cret"))
+            .insert_header(("content-type", "application/json"));
+        let r = send(req, Some(body.as_bytes().to_vec())).await;
         assert_eq!(
             r.status, status,
             "{method} {path} with the token: {}",

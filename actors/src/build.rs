@@ -6,6 +6,7 @@ use crate::auth::{claim_header_names, AuthCounters, JwtVerifier, RouteAuth};
 use crate::backend::state::BackendState;
 use crate::balance::Balancer;
 use crate::breaker::{BreakerActor, BreakerLink};
+use crate::cors::CorsPolicy;
 use crate::dns::is_host_name;
 use crate::metrics::{IdleCounters, Metrics, OutcomeCounters, RouteMetrics};
 use crate::ratelimit::RateLimits;
@@ -114,6 +115,8 @@ pub fn build_snapshot(
 
     // One compiled policy for every `auth: jwt` route of this generation.
     let verifier = config.jwt.as_ref().and_then(JwtVerifier::new).map(Arc::new);
+    // One compiled policy, shared by every `cors: true` route.
+    let cors = config.cors.as_ref().map(|c| Arc::new(CorsPolicy::new(c)));
     let routes = config
         .routes
         .iter()
@@ -144,7 +147,8 @@ pub fn build_snapshot(
             .with_auth(r.requires_jwt().then(|| RouteAuth {
                 verifier: verifier.clone(),
                 rejected: AuthCounters::new(metrics, &r.name),
-            }));
+            }))
+            .with_cors(cors.clone().filter(|_| r.cors == Some(true)));
             (rule, Arc::new(snap))
         })
         .collect();

@@ -8,6 +8,7 @@ pub mod balance;
 pub mod breaker;
 pub mod build;
 pub mod config_actor;
+pub mod cors;
 pub mod dns;
 pub mod health;
 pub mod logging;

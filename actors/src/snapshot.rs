@@ -7,6 +7,7 @@ use crate::auth::RouteAuth;
 use crate::backend::state::{ActiveGuard, BackendState, BreakerPosition};
 use crate::balance::Balancer;
 use crate::breaker::BreakerLink;
+use crate::cors::CorsPolicy;
 use crate::metrics::{IdleCounters, OutcomeCounters, RouteMetrics};
 use crate::ratelimit::{KeyedLimiter, RateLimitSnapshot};
 use crate::routing::{RouteRule, RouteTable};
@@ -181,6 +182,8 @@ pub struct RouteSnapshot {
     pub sticky: StickyKey,
     /// `auth: jwt`: the token check and its rejection counters.
     pub auth: Option<RouteAuth>,
+    /// The `cors:` policy when the route says `cors: true` (one compiled policy, shared).
+    pub cors: Option<Arc<CorsPolicy>>,
 }
 
 impl RouteSnapshot {
@@ -209,6 +212,7 @@ impl RouteSnapshot {
             rate_limit: None,
             sticky: StickyKey::None,
             auth: None,
+            cors: None,
         }
     }
 
@@ -224,6 +228,11 @@ impl RouteSnapshot {
 
     pub(crate) fn with_sticky(mut self, sticky: StickyKey) -> Self {
         self.sticky = sticky;
+        self
+    }
+
+    pub(crate) fn with_cors(mut self, cors: Option<Arc<CorsPolicy>>) -> Self {
+        self.cors = cors;
         self
     }
 

@@ -5,12 +5,14 @@
 //! → validate (every value) → locate (line/column for each error).
 
 pub mod addr;
+pub mod cors;
 pub mod duration;
 pub mod error;
 pub mod jwt;
 mod locate;
 pub mod model;
 pub mod rate_limit;
+pub mod redact;
 mod sections;
 pub mod sticky;
 pub mod tls;
@@ -293,16 +295,12 @@ impl Config {
             .collect()
     }
 
-    /// The config as JSON with secrets replaced by `"<redacted>"` (for `GET /config`).
+    /// The config as JSON with secrets replaced by `"<redacted>"` (for `GET /config`; see
+    /// [`redact`] for what counts as a secret).
     pub fn redacted_json(&self) -> serde_json::Value {
-        let mut copy = self.clone();
-        if !copy.server.admin.token.is_empty() {
-            copy.server.admin.token = "<redacted>".into();
-        }
-        if let Some(j) = copy.jwt.as_mut().filter(|j| !j.secret.is_empty()) {
-            j.secret = "<redacted>".into();
-        }
-        serde_json::to_value(&copy).unwrap_or(serde_json::Value::Null)
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        redact::redact(&mut value);
+        value
     }
 }
 

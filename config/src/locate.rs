@@ -89,12 +89,19 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
         let mut hit = None;
         match &step {
             Step::Key(k) => {
+                // Only keys of this node count, not a deeper key of the same name (a route's
+                // `cors:` before the top-level `cors:`): the node's keys sit at the column of
+                // its first line.
+                let mut level = None;
                 for (i, l) in lines.iter().enumerate().take(end).skip(start) {
                     if l.indent < min_indent {
                         break;
                     }
                     let body = l.text.strip_prefix("- ").unwrap_or(l.text);
                     let col = l.indent + (l.text.len() - body.len());
+                    if col > *level.get_or_insert(col) {
+                        continue;
+                    }
                     if let Some(key) = leading_key(body) {
                         if key_matches(key, k) {
                             hit = Some((i, col));
@@ -174,6 +181,15 @@ routes:
         assert_eq!(locate(YAML, "server.backends[1].weight"), Some((6, 7)));
         assert_eq!(locate(YAML, "server.health.interval"), Some((8, 5)));
         assert_eq!(locate(YAML, "routes[0].match.pathPrefix"), Some((12, 7)));
+    }
+
+    #[test]
+    fn a_deeper_key_of_the_same_name_is_not_the_node_s_own() {
+        let yaml =
+            "routes:\n  - name: api\n    cors: true\ncors:\n  allowedOrigins:\n    - \"*\"\n";
+        assert_eq!(locate(yaml, "cors.allowedOrigins[0]"), Some((6, 5)));
+        assert_eq!(locate(yaml, "cors"), Some((4, 1)));
+        assert_eq!(locate(yaml, "routes[0].cors"), Some((3, 5)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! denies unknown keys so a typo is an error, never a silently disabled feature. Defaults are
 //! those of DESIGN B3/B10. Values are checked in `validate.rs`, not here.
 
+pub use crate::cors::CorsConfig;
 use crate::duration::Dur;
 pub use crate::rate_limit::{KeyBy, RateLimitConfig, RouteRateLimitConfig};
 pub use crate::sections::*;
@@ -22,9 +23,9 @@ pub struct Config {
     /// Token policy of routes with `auth: jwt`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<crate::jwt::JwtConfig>,
-    /// CORS policy (a later issue); present = "not supported yet" error.
+    /// The CORS policy of routes with `cors: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors: Option<serde_yaml::Value>,
+    pub cors: Option<CorsConfig>,
 }
 
 /// `server:`
@@ -376,6 +377,7 @@ pub struct RouteConfig {
     pub rate_limit: Option<RouteRateLimitConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsOverride>,
+    /// Applies the top-level `cors:` policy (which must then exist).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<bool>,
 }

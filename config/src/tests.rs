@@ -134,14 +134,6 @@ fn unnamed_routes_get_positional_names_and_methods_are_uppercased() {
 }
 
 #[test]
-fn later_features_are_refused_not_ignored() {
-    let e = err_text(&format!(
-        "{BASE}cors:\n  allowedOrigins: [\"https://a.test\"]\n"
-    ));
-    assert!(e.contains("cors: CORS is not supported yet"), "{e}");
-}
-
-#[test]
 fn rate_limits_load_and_bad_values_name_their_key() {
     let c = load(&format!("{BASE}  rateLimit: {{enabled: true, rate: 5, burst: 2, keyBy: ip, maxKeys: 10}}\nroutes:\n  - name: a\n    upstreams: [{{name: default}}]\n    rateLimit: {{rate: 1, keyBy: \"header:X-Api-Key\"}}\n  - name: b\n    upstreams: [{{name: default}}]\n    rate_limit: {{enabled: false}}\n")).unwrap();
     assert!(c.server.rate_limit.enabled && c.server.rate_limit.max_keys == 10);
@@ -397,4 +389,89 @@ fn tls_settings_are_checked() {
     assert_eq!(c.server.tls.active_addr(), ":9443");
     assert_eq!(c.server.tls.min_version, "1.3");
     assert_eq!(load(BASE).expect("valid").server.tls.active_addr(), "");
+}
+
+#[test]
+fn cors_block_loads_in_both_dialects_with_defaults() {
+    let c = load(&format!(
+        "{BASE}routes:\n  - match: {{pathPrefix: /api}}\n    upstreams: [{{name: default}}]\n    cors: true\ncors:\n  allowedOrigins: [\"https://app.example.com\"]\n"
+    ))
+    .unwrap();
+    let cors = c.cors.as_ref().expect("cors block");
+    assert_eq!(cors.allowed_origins, ["https://app.example.com"]);
+    assert_eq!(
+        cors.allowed_methods,
+        ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+    );
+    assert_eq!(
+        cors.allowed_headers,
+        ["Authorization", "Content-Type", "X-Request-ID"]
+    );
+    assert_eq!(cors.exposed_headers, ["X-Request-ID"]);
+    assert!(!cors.allow_credentials);
+    assert_eq!(cors.max_age.get(), Duration::from_secs(86_400));
+    assert_eq!(c.routes[0].cors, Some(true));
+
+    let c = load(&format!(
+        "{BASE}cors:\n  allowed_origins: [\"http://localhost:3000\"]\n  allowed_methods: [GET]\n  allowed_headers: [X-A]\n  exposed_headers: [X-B]\n  allow_credentials: true\n  max_age: 10m\n"
+    ))
+    .unwrap();
+    let cors = c.cors.as_ref().expect("cors block");
+    assert_eq!(cors.allowed_methods, ["GET"]);
+    assert_eq!(cors.allowed_headers, ["X-A"]);
+    assert_eq!(cors.exposed_headers, ["X-B"]);
+    assert!(cors.allow_credentials);
+    assert_eq!(cors.max_age.get(), Duration::from_secs(600));
+}
+
+#[test]
+fn cors_mistakes_name_their_key_and_line() {
+    let e = err_text(&format!(
+        "{BASE}cors:\n  allowedOrigins: [\"https://a.test\"]\n  allowOrigins: [x]\n"
+    ));
+    assert!(e.contains("unknown field `allowOrigins`"), "{e}");
+    let e = err_text(&format!(
+        "{BASE}cors:\n  allowedOrigins: [\"*\"]\n  allowCredentials: true\n"
+    ));
+    assert!(
+        e.contains("test.yaml:5:")
+            && e.contains("cors.allowedOrigins[0]")
+            && e.contains("allowCredentials"),
+        "{e}"
+    );
+    for origin in [
+        "https://a.test/",
+        "https://a.test/app",
+        "null",
+        "a.test",
+        "https://u@a.test",
+    ] {
+        let e = err_text(&format!(
+            "{BASE}cors:\n  allowedOrigins: [\"https://ok.test\", \"{origin}\"]\n"
+        ));
+        assert!(
+            e.contains("cors.allowedOrigins[1]") && e.contains("scheme://host[:port]"),
+            "{origin}: {e}"
+        );
+    }
+    let e = err_text(&format!(
+        "{BASE}cors:\n  allowedOrigins: [\"https://a.test\"]\n  allowedMethods: [\"GET POST\"]\n  allowedHeaders: [\"X-Ok\", \"Bad Header\"]\n"
+    ));
+    assert!(e.contains("cors.allowedMethods[0]"), "{e}");
+    assert!(e.contains("cors.allowedHeaders[1]"), "{e}");
+    let e = err_text(&format!("{BASE}cors: {{}}\n"));
+    assert!(e.contains("cors.allowedOrigins"), "{e}");
+}
+
+#[test]
+fn a_cors_route_needs_the_cors_block() {
+    let e = err_text(&format!(
+        "{BASE}routes:\n  - match: {{pathPrefix: /api}}\n    upstreams: [{{name: default}}]\n    cors: true\n"
+    ));
+    assert!(e.contains("routes[0].cors") && e.contains("cors:"), "{e}");
+    // `cors: false` needs nothing.
+    assert!(load(&format!(
+        "{BASE}routes:\n  - match: {{pathPrefix: /api}}\n    upstreams: [{{name: default}}]\n    cors: false\n"
+    ))
+    .is_ok());
 }

@@ -42,13 +42,6 @@ impl Validator {
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(path, msg));
     }
-
-    fn not_yet(&mut self, path: &str, feature: &str) {
-        self.err(
-            path,
-            format!("{feature} is not supported yet in this version of gogate; remove the key (it would otherwise be silently ignored)"),
-        );
-    }
 }
 
 /// Checks a parsed and normalised config; returns every problem found.
@@ -60,8 +53,8 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if let Some(jwt) = &cfg.jwt {
         v.errors.extend(crate::jwt::check(jwt));
     }
-    if cfg.cors.is_some() {
-        v.not_yet("cors", "CORS");
+    if let Some(cors) = &cfg.cors {
+        v.errors.extend(cors.check("cors"));
     }
     if s.http_transport.is_some() {
         v.err("server.http_transport", "has no meaning in gogate; upstream connection reuse is server.tcpPool and upstream timeouts are server.timeouts");
@@ -489,8 +482,11 @@ fn routes(v: &mut Validator, cfg: &Config) {
             let errors = RateLimitConfig::from(rl).check(&format!("{p}.rateLimit"));
             v.errors.extend(errors);
         }
-        if r.cors == Some(true) {
-            v.not_yet(&format!("{p}.cors"), "CORS");
+        if r.cors == Some(true) && cfg.cors.is_none() {
+            v.err(
+                format!("{p}.cors"),
+                "needs the top-level cors: block (the policy to apply), e.g. cors: {allowedOrigins: [\"https://app.example.com\"]}",
+            );
         }
     }
 }

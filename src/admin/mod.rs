@@ -1,15 +1,17 @@
 //! The admin API (DESIGN B6) and the metrics endpoint (B7). Control plane: handlers read the
 //! published snapshot for views and message actors for commands; nothing here is on the
-//! request path of proxied traffic.
+//! request path of proxied traffic. Every admin route sits behind one guard (`guard.rs`, the
+//! rules in `auth.rs`): token, browser and DNS-rebinding checks, body size and type.
 
 mod auth;
+mod guard;
 mod reload;
 pub mod time;
 
 use crate::proxy::errors::json_error;
 use actix::Addr;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use gogate_actors::config_actor::{GetConfigInfo, SetDrain};
 use gogate_actors::metrics::GetMetricsText;
 use gogate_actors::{ConfigActor, MetricsActor, RegistryActor, SnapshotCell, Stats};
@@ -32,12 +34,15 @@ pub struct AdminState {
     pub started: Instant,
 }
 
-/// Admin request bodies are small JSON documents.
-pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+pub use auth::MAX_ADMIN_BODY;
 
-/// Registers the admin routes on an app (the registry's only when it runs).
-pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState) {
-    cfg.app_data(web::PayloadConfig::new(MAX_ADMIN_BODY))
+/// Registers the admin routes on an app (the registry's only when it runs), all behind the
+/// admin guard (`auth`), and the metrics route at `metrics_path` when metrics share the
+/// admin listener (behind the guard too: the token protects it there).
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState, metrics_path: Option<&str>) {
+    let mut scope = web::scope("")
+        .wrap(actix_web::middleware::from_fn(guard::guard))
+        .app_data(web::PayloadConfig::new(MAX_ADMIN_BODY))
         .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY))
         .route("/health", web::get().to(health))
         .route("/ready", web::get().to(ready))
@@ -48,11 +53,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState) {
         .route("/config", web::get().to(config))
         .route("/reload", web::post().to(reload::reload));
     if state.registry.is_some() {
-        registry::configure(cfg);
+        scope = scope.configure(registry::configure);
     }
+    if let Some(path) = metrics_path {
+        scope = scope.route(path, web::get().to(metrics));
+    }
+    cfg.service(scope);
 }
 
-/// Registers the metrics route at `path`.
+/// Registers the metrics route at `path` (a listener of its own: open, for scrapers).
 pub fn configure_metrics(cfg: &mut web::ServiceConfig, path: &str) {
     cfg.route(path, web::get().to(metrics));
 }
@@ -69,19 +78,9 @@ async fn ready(s: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
-macro_rules! authorized {
-    ($req:expr, $s:expr) => {
-        if let Some(res) = auth::denial(&$req, $s.token.as_deref()) {
-            return res;
-        }
-    };
-}
-
-// After the macro: the registry handlers use `authorized!` too.
 mod registry;
 
-async fn stats(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, s);
+async fn stats(s: web::Data<AdminState>) -> HttpResponse {
     let st = &s.stats;
     let snap = s.cell.load();
     let mut per_backend = Map::new();
@@ -121,8 +120,7 @@ async fn stats(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
     }))
 }
 
-async fn backends(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, s);
+async fn backends(s: web::Data<AdminState>) -> HttpResponse {
     let snap = s.cell.load();
     let list: Vec<Value> = snap
         .backends()
@@ -149,13 +147,7 @@ async fn backends(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok().json(list)
 }
 
-async fn set_drain(
-    req: HttpRequest,
-    s: web::Data<AdminState>,
-    addr: String,
-    drain: bool,
-) -> HttpResponse {
-    authorized!(req, s);
+async fn set_drain(s: web::Data<AdminState>, addr: String, drain: bool) -> HttpResponse {
     match s
         .config_actor
         .send(SetDrain {
@@ -180,24 +172,15 @@ async fn set_drain(
     }
 }
 
-async fn drain(
-    req: HttpRequest,
-    s: web::Data<AdminState>,
-    path: web::Path<String>,
-) -> HttpResponse {
-    set_drain(req, s, path.into_inner(), true).await
+async fn drain(s: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
+    set_drain(s, path.into_inner(), true).await
 }
 
-async fn undrain(
-    req: HttpRequest,
-    s: web::Data<AdminState>,
-    path: web::Path<String>,
-) -> HttpResponse {
-    set_drain(req, s, path.into_inner(), false).await
+async fn undrain(s: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
+    set_drain(s, path.into_inner(), false).await
 }
 
-async fn config(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, s);
+async fn config(s: web::Data<AdminState>) -> HttpResponse {
     match s.config_actor.send(GetConfigInfo).await {
         Ok(info) => HttpResponse::Ok().json(json!({
             "generation": info.generation,

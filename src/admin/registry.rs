@@ -2,7 +2,7 @@
 //! heartbeat and deregister. Registered only when `server.registry.enabled`; every handler
 //! validates its input here and asks the `RegistryActor`, which owns the services.
 
-use super::{auth, time, AdminState};
+use super::{time, AdminState};
 use crate::proxy::errors::json_error;
 use actix::{Addr, MailboxError};
 use actix_web::http::StatusCode;
@@ -55,8 +55,7 @@ fn view(s: &Service) -> Value {
     })
 }
 
-async fn register(req: HttpRequest, s: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
-    authorized!(req, s);
+async fn register(s: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
     let spec = match parse_spec(&body) {
         Ok(spec) => spec,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e, ""),
@@ -83,7 +82,6 @@ async fn register(req: HttpRequest, s: web::Data<AdminState>, body: web::Bytes) 
 }
 
 async fn list(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, s);
     let query = match web::Query::<HashMap<String, String>>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
         Err(e) => {
@@ -108,8 +106,7 @@ async fn list(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
-async fn get(req: HttpRequest, s: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
-    authorized!(req, s);
+async fn get(s: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
     let reg = match actor(&s) {
         Ok(a) => a,
         Err(e) => return unavailable(e),
@@ -121,21 +118,11 @@ async fn get(req: HttpRequest, s: web::Data<AdminState>, id: web::Path<String>) 
     }
 }
 
-async fn heartbeat(
-    req: HttpRequest,
-    s: web::Data<AdminState>,
-    id: web::Path<String>,
-) -> HttpResponse {
-    authorized!(req, s);
+async fn heartbeat(s: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
     id_command(&s, id.into_inner(), Heartbeat).await
 }
 
-async fn deregister(
-    req: HttpRequest,
-    s: web::Data<AdminState>,
-    id: web::Path<String>,
-) -> HttpResponse {
-    authorized!(req, s);
+async fn deregister(s: web::Data<AdminState>, id: web::Path<String>) -> HttpResponse {
     id_command(&s, id.into_inner(), Deregister).await
 }
 

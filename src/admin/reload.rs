@@ -2,15 +2,12 @@
 //! changed, restart_required}` on success; 400 `{error}` when the file is bad (the old
 //! configuration keeps serving). Also the `last_reload` object of `GET /config`.
 
-use super::{auth, time, AdminState};
-use actix_web::{web, HttpRequest, HttpResponse};
+use super::{time, AdminState};
+use actix_web::{web, HttpResponse};
 use gogate_actors::reload::{LastReload, Reload};
 use serde_json::{json, Value};
 
-pub(super) async fn reload(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
-    if let Some(res) = auth::denial(&req, s.token.as_deref()) {
-        return res;
-    }
+pub(super) async fn reload(s: web::Data<AdminState>) -> HttpResponse {
     match s.config_actor.send(Reload { trigger: "api" }).await {
         Ok(Ok(outcome)) => HttpResponse::Ok().json(json!({
             "generation": outcome.generation,

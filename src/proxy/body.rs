@@ -58,20 +58,20 @@ where
     }
 }
 
-/// A request body whose first chunk was read ahead (an HTTP/2 request announces no length: the
-/// first read tells an empty body from one to stream), then the rest as it arrives.
-pub struct PeekedBody<S> {
+/// A body whose first chunk was read ahead (so a body broken from its first bytes is refused
+/// before any upstream hears of the request), followed by the rest of the stream.
+pub struct Primed<S> {
     first: Option<Bytes>,
     rest: S,
 }
 
-impl<S> PeekedBody<S> {
+impl<S> Primed<S> {
     pub fn new(first: Option<Bytes>, rest: S) -> Self {
-        PeekedBody { first, rest }
+        Primed { first, rest }
     }
 }
 
-impl<S> Stream for PeekedBody<S>
+impl<S> Stream for Primed<S>
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {

@@ -17,6 +17,8 @@ pub enum GatewayError {
     UpstreamProtocol,
     UpstreamTimeout,
     BadRequest(&'static str),
+    /// Refused by policy (a CORS preflight outside the policy).
+    Forbidden(&'static str),
     RateLimited,
     /// The client's body stalled for `timeouts.idle`.
     BodyTimeout,
@@ -40,6 +42,7 @@ impl GatewayError {
             }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::MissingToken | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
@@ -56,7 +59,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect => "upstream connection failed",
             GatewayError::UpstreamProtocol => "upstream protocol error",
             GatewayError::UpstreamTimeout => "upstream timed out",
-            GatewayError::BadRequest(why) => why,
+            GatewayError::BadRequest(why) | GatewayError::Forbidden(why) => why,
             GatewayError::RateLimited => "rate limit exceeded",
             GatewayError::BodyTimeout => "request body timed out",
             GatewayError::MissingToken => "bearer token required",

@@ -3,7 +3,7 @@
 //! backend; a large or chunked one streams, and is retried only if no byte of it was read), and
 //! stream the response back with its headers rewritten.
 
-use super::body::{LimitedBody, PeekedBody, ResponseBody, SharedBody};
+use super::body::{LimitedBody, Primed, ResponseBody, SharedBody};
 use super::errors::GatewayError;
 use super::headers;
 use super::upstream::{self, Framing, Payload, UpstreamError, UpstreamResponse};
@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// Bodies up to this size (with a declared length) are read first so they can be re-sent.
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
-type ClientBody = SharedBody<LimitedBody<PeekedBody<web::Payload>>>;
+type ClientBody = SharedBody<Primed<LimitedBody<Primed<web::Payload>>>>;
 
 enum Body {
     Empty,
@@ -93,14 +93,34 @@ pub async fn forward(
         ex.bytes_in.set(buf.len() as u64);
         Body::Buffered(buf.freeze())
     } else {
-        let limited = LimitedBody::new(PeekedBody::new(first, payload), max_body);
+        // An HTTP/2 body's first chunk (read above) goes through the limit like the rest.
+        let mut limited = LimitedBody::new(Primed::new(first, payload), max_body);
         ex.bytes_in = limited.seen.clone();
         ex.exceeded = limited.exceeded.clone();
+        // No upstream hears of the request until its body has started arriving well-formed:
+        // one broken from its first bytes (a bare LF or a bad chunk-size line) is a 400 here.
+        let idle = target.upstream.timeouts.idle.get();
+        let first = match tokio::time::timeout(idle, limited.next()).await {
+            Ok(Some(Ok(c))) => Some(c),
+            Ok(None) => None,
+            Ok(Some(Err(_))) => {
+                let why = if ex.exceeded.get() {
+                    GatewayError::BodyTooLarge
+                } else {
+                    GatewayError::BadRequest("malformed request body")
+                };
+                return ex.fail(w, Some(route), why);
+            }
+            Err(_) => {
+                ex.snap.idle_timeouts.request_body.inc();
+                return ex.fail(w, Some(route), GatewayError::BodyTimeout);
+            }
+        };
         let framing = match (chunked, content_length) {
             (false, Some(n)) => Framing::Length(n),
             _ => Framing::Chunked,
         };
-        Body::Stream(SharedBody::new(limited), framing)
+        Body::Stream(SharedBody::new(Primed::new(first, limited)), framing)
     };
 
     let up = &target.upstream;
@@ -288,6 +308,9 @@ fn respond(
     }
     if let Some(q) = &ex.quota {
         super::ratelimit::set_headers(q, &mut hdrs);
+    }
+    if let Some(c) = &ex.cors {
+        c.apply(&mut hdrs);
     }
     ex.record_metrics(w, route, status.as_u16());
     let record = ex.access_record(w, &route.name, status.as_u16());

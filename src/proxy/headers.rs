@@ -155,6 +155,73 @@ pub fn head_size(method: &str, uri_len: usize, headers: &HeaderMap) -> usize {
         .sum::<usize>()
 }
 
+/// Why a request's `Host` is ambiguous, if it is (DESIGN B4: answered 400, never forwarded).
+/// actix's parser already refuses a second `Host` line on HTTP/1.1; the count is checked here
+/// too so every listener (HTTP/2 included) gets the same rule. A value must be one authority:
+/// `host[:port]` with a DNS name, an IPv4 address or a bracketed IPv6 address, so a list
+/// (`a.test, b.test`), userinfo (`user@a.test`), a path or spaces are refused instead of being
+/// read one way by the gateway and another by the upstream. An empty value is allowed (RFC 9112
+/// 3.2, a target without authority).
+pub fn host_problem(headers: &HeaderMap) -> Option<&'static str> {
+    let mut values = headers.get_all("host");
+    let value = values.next()?;
+    if values.next().is_some() {
+        return Some("more than one Host header");
+    }
+    let Ok(text) = value.to_str() else {
+        return Some("invalid Host header");
+    };
+    if text.contains(',') {
+        return Some("invalid Host header: a list of hosts");
+    }
+    if text.contains('@') {
+        return Some("invalid Host header: userinfo is not allowed");
+    }
+    if text.is_empty() || is_authority(text) {
+        None
+    } else {
+        Some("invalid Host header")
+    }
+}
+
+/// `host[:port]`: a reg-name of letters, digits, `-`, `.`, `_`, `~`, or `[IPv6]`; a port of at
+/// most 5 digits.
+fn is_authority(text: &str) -> bool {
+    let port = if let Some(rest) = text.strip_prefix('[') {
+        let Some((inner, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
+        {
+            return false;
+        }
+        match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        }
+    } else {
+        let (name, port) = match text.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        };
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            return false;
+        }
+        port
+    };
+    port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Host of the request without the port, from `Host` (or the absolute URI).
 pub fn request_host<'a>(headers: &'a HeaderMap, uri_host: Option<&'a str>) -> Option<&'a str> {
     let raw = headers
@@ -172,6 +239,44 @@ pub fn request_host<'a>(headers: &'a HeaderMap, uri_host: Option<&'a str>) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ambiguous_hosts_are_named() {
+        for ok in [
+            "a.test",
+            "a.test:8080",
+            "A.Test",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "my_host",
+            "",
+        ] {
+            assert_eq!(host_problem(&map(&[("host", ok)])), None, "{ok:?}");
+        }
+        for bad in [
+            "a.test, b.test",
+            "a.test,b.test",
+            "user@a.test",
+            "user:pw@a.test:80",
+            "a.test/path",
+            "a test",
+            "a.test:80:80",
+            "a.test:123456",
+            "a.test:8o",
+            "[::1",
+            "[::1]x",
+            "[zz]",
+            ":80",
+        ] {
+            assert!(host_problem(&map(&[("host", bad)])).is_some(), "{bad:?}");
+        }
+        assert_eq!(
+            host_problem(&map(&[("host", "a.test"), ("host", "a.test")])),
+            Some("more than one Host header")
+        );
+        assert_eq!(host_problem(&map(&[])), None, "HTTP/1.0 may omit Host");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();

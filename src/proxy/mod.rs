@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+mod cors;
 pub mod errors;
 mod forward;
 pub mod headers;
@@ -96,6 +97,9 @@ pub(crate) struct Exchange {
     pub claims: ClaimHeaders,
     /// It came through the HTTPS listener.
     pub tls: bool,
+    /// Set once the route is known, when it applies a CORS policy (its headers go on every
+    /// response, the gateway's errors included).
+    pub cors: Option<cors::CorsGrant>,
 }
 
 impl Exchange {
@@ -144,6 +148,17 @@ impl Exchange {
         })
     }
 
+    /// Sends a response the gateway made itself that is not an error (a preflight's 204), and
+    /// records it like an upstream's.
+    fn answer(&self, w: &ProxyWorker, route: &RouteSnapshot, res: HttpResponse) -> HttpResponse {
+        let status = res.status().as_u16();
+        self.record_metrics(w, route, status);
+        if let Some(rec) = self.access_record(w, &route.name, status) {
+            rec.emit(0);
+        }
+        res
+    }
+
     /// Answers with a gateway-made JSON error and records it.
     fn fail(
         &self,
@@ -163,6 +178,9 @@ impl Exchange {
         let mut res = err.response(&self.request_id);
         if let Some(q) = &self.quota {
             ratelimit::set_headers(q, res.headers_mut());
+        }
+        if let Some(c) = &self.cors {
+            c.apply(res.headers_mut());
         }
         if let Some(rec) = self.access_record(w, name, status) {
             rec.emit(0);
@@ -233,7 +251,11 @@ async fn serve(
         match_path: None,
         claims: Vec::new(),
         tls: w.tls,
+        cors: None,
     };
+    if let Some(why) = headers::host_problem(ex.req.headers()) {
+        return ex.fail(w, None, GatewayError::BadRequest(why));
+    }
     let limits = &ex.snap.limits;
     let uri_len = ex
         .req
@@ -270,21 +292,11 @@ async fn serve(
         Err(e) => return ex.fail(w, None, GatewayError::BadRequest(e.message())),
     }
 
+    if let Some(res) = cors::preflight(w, &ex) {
+        return res;
+    }
     let snap = Arc::clone(&ex.snap);
-    let route = {
-        let req = &ex.req;
-        let hdr = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        let facts = RequestFacts {
-            host: headers::request_host(req.headers(), req.uri().host()),
-            path: ex.match_path(),
-            method: req.method().as_str(),
-            header: &hdr,
-        };
-        snap.routes
-            .find(&facts)
-            .map(|(_, r)| r)
-            .or(snap.default_route.as_ref())
-    };
+    let route = find_route(&snap, &ex, ex.req.method().as_str()).or(snap.default_route.as_ref());
     let Some(route) = route else {
         let limit = snap.unmatched_rate_limit.as_ref();
         if let Some(res) = ratelimit::enforce(w, &mut ex, None, limit) {
@@ -292,6 +304,7 @@ async fn serve(
         }
         return ex.fail(w, None, GatewayError::NoRoute);
     };
+    ex.cors = cors::CorsGrant::for_route(route, ex.req.headers());
     if let Some(res) = ratelimit::enforce(w, &mut ex, Some(route), route.rate_limit.as_ref()) {
         return res;
     }
@@ -303,4 +316,22 @@ async fn serve(
         return websocket::tunnel(w, &mut ex, route, target, payload).await;
     }
     forward::forward(w, &mut ex, route, target, payload).await
+}
+
+/// The route a request with `method` would take (the default upstream's not included).
+fn find_route<'a>(
+    snap: &'a GatewaySnapshot,
+    ex: &Exchange,
+    method: &str,
+) -> Option<&'a Arc<RouteSnapshot>> {
+    let req = &ex.req;
+    let hdr = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let facts = RequestFacts {
+        host: headers::request_host(req.headers(), req.uri().host()),
+        // The normalised path (see `serve`).
+        path: ex.match_path(),
+        method,
+        header: &hdr,
+    };
+    snap.routes.find(&facts).map(|(_, r)| r)
 }

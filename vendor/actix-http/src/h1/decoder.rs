@@ -274,6 +274,13 @@ impl MessageType for Request {
 
             match req.parse_with_uninit_headers(src, &mut parsed)? {
                 httparse::Status::Complete(len) => {
+                    // gogate patch: httparse accepts a bare LF as a line end; a proxy that
+                    // does while the next hop does not can be made to disagree on where the
+                    // head ends (request smuggling). RFC 9112 2.2 lets a server refuse it.
+                    if has_bare_lf(&src[..len]) {
+                        debug!("bare LF line ending in the request head");
+                        return Err(ParseError::Header);
+                    }
                     let method = Method::from_bytes(req.method.unwrap().as_bytes())
                         .map_err(|_| ParseError::Method)?;
                     let uri = Uri::try_from(req.path.unwrap())?;
@@ -365,6 +372,13 @@ impl MessageType for Request {
 
         Ok(Some((msg, decoder)))
     }
+}
+
+/// gogate patch: whether a request head has a `\n` not preceded by `\r`.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 impl MessageType for ResponseHead {
@@ -665,6 +679,22 @@ mod tests {
                 _ => unreachable!("Error expected"),
             }
         }};
+    }
+
+    // gogate patch
+    #[test]
+    fn bare_lf_in_a_request_head_is_refused() {
+        for head in [
+            "GET /test HTTP/1.1\nHost: x\r\n\r\n",
+            "GET /test HTTP/1.1\r\nHost: x\n\r\n",
+            "GET /test HTTP/1.1\r\nHost: x\r\n\n",
+            "GET /test HTTP/1.1\nHost: x\n\n",
+        ] {
+            let mut buf = BytesMut::from(head);
+            expect_parse_err!(&mut buf);
+        }
+        let mut buf = BytesMut::from("GET /test HTTP/1.1\r\nHost: x\r\n\r\n");
+        parse_ready!(&mut buf);
     }
 
     #[test]
