@@ -106,7 +106,8 @@ async fn l7_move_serves_on_the_new_port_and_drains_the_old_one() {
     // The shutdown drains the listener current now, the moved one.
     gw.stop().await;
     let new: SocketAddr = new.parse().expect("socket address");
-    assert!(refused(new).await, "the moved listener closes on shutdown");
+    // (actix-server drops the listening socket on its accept thread, just after the stop.)
+    eventually("the moved listener closes on shutdown", || refused(new)).await;
 }
 
 #[actix_rt::test]

@@ -22,7 +22,14 @@ pub(crate) fn authorize(
 ) -> Option<HttpResponse> {
     let auth = route.auth.as_ref()?;
     let verdict = match &auth.verifier {
-        Some(v) => v.check(ex.req.headers().get_all(AUTHORIZATION)),
+        Some(v) => {
+            // The clock jsonwebtoken checks exp/nbf against.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut cache = w.tokens.borrow_mut();
+            v.check_cached(&mut cache, ex.req.headers().get_all(AUTHORIZATION), now)
+        }
         // The policy's keys were not compiled: nothing can be verified.
         None => Err(Rejection::Algorithm),
     };

@@ -44,6 +44,8 @@ pub struct ProxyWorker {
     pub pool: Rc<upstream::ConnPool>,
     /// Serves the HTTPS listener (`X-Forwarded-Proto: https` to the upstream).
     pub tls: bool,
+    /// The JWTs this worker verified (`auth: jwt`): a repeated token skips the signature check.
+    pub tokens: std::cell::RefCell<gogate_actors::auth::TokenCache>,
 }
 
 /// How often a worker closes pooled connections that have been idle too long.
@@ -71,6 +73,7 @@ impl ProxyWorker {
             log,
             pool,
             tls: false,
+            tokens: Default::default(),
         }
     }
 }

@@ -16,6 +16,9 @@ use jsonwebtoken::{Algorithm, Validation};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+mod cache;
+pub use cache::{TokenCache, MAX_CACHED_TOKENS, MAX_CACHED_TOKEN_BYTES};
+
 /// Tokens longer than this are rejected before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -100,7 +103,14 @@ pub struct JwtVerifier {
     keys: Arc<JwtKeys>,
     validations: Vec<(Algorithm, Validation)>,
     forward: Vec<(String, HeaderName)>,
+    /// Unique per compiled policy: what a worker's [`TokenCache`] entries belong to.
+    id: u64,
+    /// `jwt.leeway` in seconds (the cache checks the time claims of a remembered token).
+    leeway: u64,
 }
+
+/// Where [`JwtVerifier`] ids come from.
+static NEXT_POLICY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl JwtVerifier {
     /// `None` when the block's keys were not compiled (a config not loaded through
@@ -116,6 +126,8 @@ impl JwtVerifier {
             keys,
             validations,
             forward: forward_headers(cfg),
+            id: NEXT_POLICY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            leeway: cfg.leeway.secs(),
         })
     }
 

@@ -246,3 +246,92 @@ fn claims_become_headers() {
     assert_eq!(get("x-bad"), None, "not a valid header value");
     assert_eq!(get("x-gone"), None);
 }
+
+mod cache {
+    use super::*;
+    use crate::auth::{TokenCache, MAX_CACHED_TOKENS};
+
+    fn auth(token: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header")
+    }
+
+    const POLICY: &str =
+        "  algorithms: [HS256]\n  secret: s3cret\n  leeway: 10s\n  forwardClaims: {sub: X-User}\n";
+
+    #[test]
+    fn a_remembered_token_gives_the_same_claims_and_a_bad_one_is_never_remembered() {
+        let v = verifier(POLICY);
+        let mut cache = TokenCache::default();
+        let good = hs(b"s3cret", json!({"sub": "alice", "exp": now() + 60}));
+        let t = now() as u64;
+        let first = v.check_cached(&mut cache, [auth(&good)].iter(), t);
+        let again = v.check_cached(&mut cache, [auth(&good)].iter(), t);
+        assert_eq!(first, again);
+        assert_eq!(first.expect("accepted")[0].1, "alice");
+        assert_eq!(cache.len(), 1);
+        let forged = hs(b"other", json!({"sub": "mallory", "exp": now() + 60}));
+        for _ in 0..2 {
+            let r = v.check_cached(&mut cache, [auth(&forged)].iter(), t);
+            assert_eq!(r, Err(Rejection::Signature));
+        }
+        assert_eq!(cache.len(), 1, "a refused token is not remembered");
+    }
+
+    #[test]
+    fn time_claims_are_checked_again_on_every_hit_with_the_leeway() {
+        let v = verifier(POLICY);
+        let mut cache = TokenCache::default();
+        let t = now() as u64;
+        let exp = t + 30;
+        let token = hs(b"s3cret", json!({"sub": "alice", "exp": exp}));
+        assert!(v.check_cached(&mut cache, [auth(&token)].iter(), t).is_ok());
+        assert!(cache.lookup(&v, &token, t).is_some());
+        // Until exp + leeway (10 s) it is answered from the cache; one second later it is not,
+        // and the stale entry is dropped.
+        assert!(cache.lookup(&v, &token, exp + 10).is_some());
+        assert!(cache.lookup(&v, &token, exp + 11).is_none());
+        assert!(cache.is_empty());
+        // nbf likewise: remembered at a time it held, not answered before nbf - leeway.
+        let nbf = t - 5;
+        let token = hs(b"s3cret", json!({"sub": "bob", "exp": t + 60, "nbf": nbf}));
+        assert!(v.check_cached(&mut cache, [auth(&token)].iter(), t).is_ok());
+        assert!(cache.lookup(&v, &token, nbf - 10).is_some());
+        assert!(cache.lookup(&v, &token, nbf - 11).is_none());
+        // A token not valid yet is refused and not remembered.
+        let early = hs(
+            b"s3cret",
+            json!({"sub": "eve", "exp": t + 7200, "nbf": t + 3600}),
+        );
+        assert_eq!(
+            v.check_cached(&mut cache, [auth(&early)].iter(), t),
+            Err(Rejection::NotYetValid)
+        );
+        assert!(cache.lookup(&v, &early, t + 3600).is_none());
+    }
+
+    #[test]
+    fn another_policy_starts_the_cache_afresh_and_it_stays_bounded() {
+        let v1 = verifier(POLICY);
+        let mut cache = TokenCache::default();
+        let t = now() as u64;
+        for i in 0..(MAX_CACHED_TOKENS + 5) {
+            let token = hs(
+                b"s3cret",
+                json!({"sub": format!("u{i}"), "exp": now() + 60}),
+            );
+            assert!(v1
+                .check_cached(&mut cache, [auth(&token)].iter(), t)
+                .is_ok());
+            assert!(cache.len() <= MAX_CACHED_TOKENS);
+        }
+        // The same secret under a new policy (a reload): nothing carried over.
+        let v2 = verifier("  algorithms: [HS256]\n  secret: n3w\n  forwardClaims: {sub: X-User}\n");
+        let old = hs(b"s3cret", json!({"sub": "alice", "exp": now() + 60}));
+        assert!(v1.check_cached(&mut cache, [auth(&old)].iter(), t).is_ok());
+        assert_eq!(
+            v2.check_cached(&mut cache, [auth(&old)].iter(), t),
+            Err(Rejection::Signature),
+            "a token remembered under the old keys is checked under the new ones"
+        );
+    }
+}
