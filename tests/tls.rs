@@ -242,26 +242,39 @@ async fn read_head(sock: &mut tokio::net::TcpStream) -> bool {
     true
 }
 
-/// An upstream that answers every request with a chunked body and hop-by-hop headers.
-async fn chunked_upstream() -> SocketAddr {
+/// A raw upstream on 127.0.0.1: each connection's request head is read, then `serve` has the
+/// socket.
+async fn raw_upstream<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     actix_rt::spawn(async move {
-        use tokio::io::AsyncWriteExt;
         while let Ok((mut sock, _)) = listener.accept().await {
+            let serve = serve.clone();
             actix_rt::spawn(async move {
-                if !read_head(&mut sock).await {
-                    return;
+                if read_head(&mut sock).await {
+                    serve(sock).await;
                 }
-                let reply = "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nkeep-alive: timeout=5\r\nx-hop: 1\r\nupgrade: h2c\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
-                let _ = sock.write_all(reply.as_bytes()).await;
-                let _ = sock.shutdown().await;
             });
         }
     });
     addr
+}
+
+/// An upstream that answers every request with a chunked body and hop-by-hop headers.
+async fn chunked_upstream() -> SocketAddr {
+    raw_upstream(|mut sock| async move {
+        use tokio::io::AsyncWriteExt;
+        let reply = "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-hop\r\nkeep-alive: timeout=5\r\nx-hop: 1\r\nupgrade: h2c\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+        let _ = sock.write_all(reply.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    })
+    .await
 }
 
 #[actix_rt::test]
@@ -843,36 +856,25 @@ async fn idle_http2_connections_close_but_slow_streams_are_not_cut() {
 
 /// An upstream that accepts a WebSocket upgrade and then echoes every byte.
 async fn websocket_echo_upstream() -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    actix_rt::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            actix_rt::spawn(async move {
-                if !read_head(&mut sock).await {
-                    return;
-                }
-                let reply = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-                if sock.write_all(reply.as_bytes()).await.is_err() {
-                    return;
-                }
-                let mut chunk = [0u8; 4096];
-                loop {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if sock.write_all(&chunk[..n]).await.is_err() {
-                                return;
-                            }
-                        }
+    raw_upstream(|mut sock| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let reply = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        if sock.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut chunk = [0u8; 4096];
+        loop {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if sock.write_all(&chunk[..n]).await.is_err() {
+                        return;
                     }
                 }
-            });
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[actix_rt::test]
