@@ -69,7 +69,9 @@ impl Handler<Retire> for BackendActor {
     type Result = ();
 
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
-        self.state.set_draining(true);
+        // Not flagged draining: no published snapshot holds this backend any more, and a request
+        // that took an older one just before the reload may still pick it (it would get a 503
+        // when this was its snapshot's only backend).
         ctx.stop();
     }
 }
