@@ -339,22 +339,31 @@ impl OutcomeCounters {
 pub struct MetricsActor {
     metrics: Arc<Metrics>,
     cell: SnapshotCell,
+    /// Last value read from each backend's byte atomics, by (upstream, addr): the byte counters
+    /// grow by what the atomics grew since the previous scrape, so they never go down.
+    bytes_seen: HashMap<(String, String), (u64, u64)>,
 }
 
 impl MetricsActor {
     pub fn new(metrics: Arc<Metrics>, cell: SnapshotCell) -> Self {
-        MetricsActor { metrics, cell }
+        MetricsActor {
+            metrics,
+            cell,
+            bytes_seen: HashMap::new(),
+        }
     }
 
-    fn refresh(&self) {
+    fn refresh(&mut self) {
         let m = &self.metrics;
         m.uptime.set(m.uptime_seconds());
         let snap = self.cell.load();
         m.backend_healthy.reset();
         m.backend_active.reset();
         m.breaker_state.reset();
-        let mut sent: HashMap<&str, u64> = HashMap::new();
-        let mut received: HashMap<&str, u64> = HashMap::new();
+        // Growth of the byte atomics since the last scrape, per backend address.
+        let mut grown: HashMap<&str, (u64, u64)> = HashMap::new();
+        let mut seen_now: HashMap<(String, String), (u64, u64)> =
+            HashMap::with_capacity(self.bytes_seen.len());
         for up in snap.upstreams.values() {
             for b in &up.backends {
                 let labels = [b.upstream.as_str(), b.addr.as_str()];
@@ -365,8 +374,15 @@ impl MetricsActor {
                 m.breaker_state
                     .with_label_values(&labels)
                     .set(b.breaker() as i64);
-                *sent.entry(&b.addr).or_default() += b.bytes_sent();
-                *received.entry(&b.addr).or_default() += b.bytes_received();
+                let now = (b.bytes_sent(), b.bytes_received());
+                let key = (b.upstream.clone(), b.addr.clone());
+                let last = self.bytes_seen.get(&key).copied().unwrap_or((0, 0));
+                // An atomic below its last value belongs to a new backend state: all of it is new.
+                let delta = |now: u64, last: u64| if now >= last { now - last } else { now };
+                let g = grown.entry(&b.addr).or_default();
+                g.0 += delta(now.0, last.0);
+                g.1 += delta(now.1, last.1);
+                seen_now.insert(key, now);
             }
         }
         let dropped = crate::logging::dropped_records();
@@ -384,18 +400,24 @@ impl MetricsActor {
                 .with_label_values(&[k.listener, &k.limit])
                 .set(k.limiter.keys() as i64);
         }
-        // Counters derived from the backend atomics: reset and set to the current totals (only
-        // this actor touches these two families, so no scrape sees the intermediate zero).
-        m.backend_bytes_sent.reset();
-        m.backend_bytes_received.reset();
-        for (addr, v) in sent {
-            m.backend_bytes_sent.with_label_values(&[addr]).inc_by(v);
-        }
-        for (addr, v) in received {
+        // Counters derived from the backend atomics: grown by what the atomics grew, so a
+        // `_total` never goes down while its series exists; the series of an address no backend
+        // has any more are deleted.
+        for (addr, (sent, received)) in &grown {
+            m.backend_bytes_sent
+                .with_label_values(&[addr])
+                .inc_by(*sent);
             m.backend_bytes_received
                 .with_label_values(&[addr])
-                .inc_by(v);
+                .inc_by(*received);
         }
+        for (_, old_addr) in self.bytes_seen.keys() {
+            if !grown.contains_key(old_addr.as_str()) {
+                let _ = m.backend_bytes_sent.remove_label_values(&[old_addr]);
+                let _ = m.backend_bytes_received.remove_label_values(&[old_addr]);
+            }
+        }
+        self.bytes_seen = seen_now;
     }
 }
 

@@ -4,6 +4,7 @@
 //! and writes the access-log line when the body ends, so the line reports the whole exchange.
 
 use actix_web::error::PayloadError;
+use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use futures_util::Stream;
 use gogate_actors::panics::{self, PanicSite};
@@ -139,6 +140,8 @@ pub struct AccessRecord {
     pub route: String,
     pub backend: String,
     pub request_id: String,
+    /// The `traceparent` sent upstream (its trace id is logged).
+    pub traceparent: HeaderValue,
     pub client_ip: String,
     pub bytes_in: Rc<Cell<u64>>,
     pub started: Instant,
@@ -152,6 +155,7 @@ impl AccessRecord {
             "method" => &self.method, "path" => &self.path, "status" => self.status,
             "duration_ms" => self.started.elapsed().as_secs_f64() * 1000.0,
             "route" => &self.route, "backend" => &self.backend, "request_id" => &self.request_id,
+            "trace_id" => super::headers::trace_id_of(&self.traceparent),
             "client_ip" => &self.client_ip, "bytes_in" => self.bytes_in.get(), "bytes_out" => bytes_out);
     }
 }

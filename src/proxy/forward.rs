@@ -265,6 +265,13 @@ pub(super) fn upstream_headers(
     }
     set(h, "x-real-ip", &ex.fwd.client_ip.to_string());
     set(h, "x-request-id", &ex.request_id);
+    h.insert(
+        HeaderName::from_static("traceparent"),
+        ex.trace.traceparent.clone(),
+    );
+    if !ex.trace.continued {
+        h.remove("tracestate");
+    }
     route.request_headers.apply(h);
     for (name, value) in &ex.claims {
         h.insert(name.clone(), value.clone());

@@ -1,6 +1,8 @@
 //! Header rules of DESIGN B4 for the hop to the upstream: hop-by-hop headers (including every
 //! header named in `Connection`) are dropped, `X-Forwarded-*` and `X-Real-IP` are derived from
-//! the peer and `trustedProxies`, and `X-Request-ID` is kept only when it is sane.
+//! the peer and `trustedProxies`, and `X-Request-ID` is kept only when it is sane. W3C Trace
+//! Context (DESIGN B11): a valid `traceparent` is continued with the gateway's own span id,
+//! anything else starts a new trace.
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use gogate_actors::GatewaySnapshot;
@@ -29,6 +31,7 @@ const REPLACED: &[&str] = &[
     "x-real-ip",
     "x-request-id",
     "expect",
+    "traceparent",
 ];
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -144,6 +147,100 @@ pub fn request_id(headers: &HeaderMap) -> String {
         }
     }
     format!("{:032x}", fastrand::u128(..))
+}
+
+/// The W3C Trace Context of one exchange (DESIGN B11).
+pub struct Trace {
+    /// `traceparent` for the upstream: `00-<trace id>-<the gateway's span id>-<flags>`.
+    pub traceparent: HeaderValue,
+    /// The client's `traceparent` was valid and is continued (its `tracestate` goes upstream
+    /// unchanged); otherwise the gateway started the trace and `tracestate` is dropped.
+    pub continued: bool,
+}
+
+/// Length of a version-00 `traceparent`: `vv-<32 hex>-<16 hex>-ff`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Flags of a trace the gateway starts: `01` (sampled), so the services behind record the
+/// request; the gateway does not sample by itself.
+const STARTED_FLAGS: &[u8; 2] = b"01";
+
+impl Trace {
+    /// The 32 lowercase hex digits of the trace id.
+    pub fn trace_id(&self) -> &str {
+        trace_id_of(&self.traceparent)
+    }
+}
+
+/// The trace id of a `traceparent` the gateway made (always valid ASCII of the right length).
+pub fn trace_id_of(traceparent: &HeaderValue) -> &str {
+    traceparent
+        .to_str()
+        .ok()
+        .and_then(|s| s.get(3..35))
+        .unwrap_or_default()
+}
+
+fn is_lower_hex(b: &[u8]) -> bool {
+    b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The trace id and flags of a valid version-00 `traceparent` (exactly one header, strict
+/// lowercase hex, ids not all zero), else `None`.
+fn parse_traceparent(headers: &HeaderMap) -> Option<([u8; 32], [u8; 2])> {
+    let mut all = headers.get_all("traceparent");
+    let v = all.next()?.as_bytes();
+    if all.next().is_some() || v.len() != TRACEPARENT_LEN {
+        return None;
+    }
+    if &v[0..2] != b"00" || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let (trace, parent, flags) = (&v[3..35], &v[36..52], &v[53..55]);
+    if !is_lower_hex(trace) || !is_lower_hex(parent) || !is_lower_hex(flags) {
+        return None;
+    }
+    if trace.iter().all(|&c| c == b'0') || parent.iter().all(|&c| c == b'0') {
+        return None;
+    }
+    let mut t = [0u8; 32];
+    t.copy_from_slice(trace);
+    Some((t, [flags[0], flags[1]]))
+}
+
+fn write_hex(out: &mut [u8], mut n: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+    }
+}
+
+/// The trace context for the upstream: the client's trace continued with a new span id of the
+/// gateway, or a new trace (random ids, flags `01`) when `traceparent` is missing or invalid.
+pub fn trace(headers: &HeaderMap) -> Trace {
+    let mut buf = [b'-'; TRACEPARENT_LEN];
+    buf[0..2].copy_from_slice(b"00");
+    let continued = match parse_traceparent(headers) {
+        Some((trace, flags)) => {
+            buf[3..35].copy_from_slice(&trace);
+            buf[53..55].copy_from_slice(&flags);
+            true
+        }
+        None => {
+            write_hex(&mut buf[3..35], fastrand::u128(1..));
+            buf[53..55].copy_from_slice(STARTED_FLAGS);
+            false
+        }
+    };
+    write_hex(&mut buf[36..52], u128::from(fastrand::u64(1..)));
+    let traceparent = HeaderValue::from_bytes(&buf).unwrap_or_else(|_| {
+        HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00")
+    });
+    Trace {
+        traceparent,
+        continued,
+    }
 }
 
 /// Size of the request head as the limit counts it: request line plus header lines.
@@ -287,6 +384,59 @@ mod tests {
             );
         }
         m
+    }
+
+    #[test]
+    fn valid_traceparent_is_continued_with_a_new_span() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
+        let t = trace(&map(&[("traceparent", tp)]));
+        assert!(t.continued);
+        let v = t.traceparent.to_str().unwrap();
+        assert_eq!(&v[..36], &tp[..36]);
+        assert_ne!(&v[36..52], &tp[36..52]);
+        assert_eq!(&v[52..], "-03");
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn invalid_traceparents_start_a_new_trace() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for bad in [
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("01-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("00-{}-00f067aa0ba902b7-01", &id[1..]),
+            format!("00-{id}-00f067aa0ba902b-01"),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{id}-00F067AA0BA902B7-01"),
+            format!("00-{id}-00f067aa0ba902b7-0A"),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{id}-0000000000000000-01"),
+            format!("00_{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902g7-01"),
+        ] {
+            let t = trace(&map(&[("traceparent", &bad)]));
+            assert!(!t.continued, "{bad}");
+            assert_ne!(t.trace_id(), id, "{bad}");
+        }
+        let two = map(&[
+            ("traceparent", &format!("00-{id}-00f067aa0ba902b7-01")),
+            ("traceparent", &format!("00-{id}-00f067aa0ba902b8-01")),
+        ]);
+        assert!(!trace(&two).continued);
+    }
+
+    #[test]
+    fn started_traces_are_valid_and_distinct() {
+        let a = trace(&HeaderMap::new());
+        let b = trace(&HeaderMap::new());
+        assert!(!a.continued);
+        assert_ne!(a.trace_id(), b.trace_id());
+        // What the gateway sends is itself a valid traceparent with the chosen flags.
+        let again = trace(&map(&[("traceparent", a.traceparent.to_str().unwrap())]));
+        assert!(again.continued);
+        assert_eq!(again.trace_id(), a.trace_id());
+        assert!(a.traceparent.to_str().unwrap().ends_with("-01"));
     }
 
     #[test]

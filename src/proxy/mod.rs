@@ -83,6 +83,8 @@ pub(crate) struct Exchange {
     pub snap: Arc<GatewaySnapshot>,
     pub req: HttpRequest,
     pub request_id: String,
+    /// W3C Trace Context for the upstream (DESIGN B11).
+    pub trace: headers::Trace,
     pub fwd: headers::Forwarded,
     pub started: Instant,
     /// The backend last tried (for the access log).
@@ -145,6 +147,7 @@ impl Exchange {
                 .map(|b| b.addr.clone())
                 .unwrap_or_default(),
             request_id: self.request_id.clone(),
+            traceparent: self.trace.traceparent.clone(),
             client_ip: self.fwd.client_ip.to_string(),
             bytes_in: self.bytes_in.clone(),
             started: self.started,
@@ -242,6 +245,7 @@ async fn serve(
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut ex = Exchange {
         request_id,
+        trace: headers::trace(req.headers()),
         fwd: headers::forwarded(&snap, peer, req.headers()),
         snap,
         req,
