@@ -103,3 +103,48 @@ async fn totals_never_go_down_and_removed_addresses_lose_their_series() {
     assert_monotonic(&s2, &s3);
     gw.stop().await;
 }
+
+/// Routes and backend addresses that leave the configuration take their request series with
+/// them: a gateway whose backends keep changing (registry churn, DNS, reloads) scrapes a
+/// bounded number of series, not one more set per address it ever had.
+#[actix_rt::test]
+async fn series_of_removed_routes_and_addresses_are_deleted_under_churn() {
+    let first = Upstream::new("u0").start().await;
+    let dir = TempDir::new();
+    let path = dir.path("gogate.yaml");
+    write_config(&path, &config(&first.addr_str(), true));
+    let gw = gateway_from_file(&path).await;
+    traffic(&gw, 6).await;
+    let count = |text: &str, needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    let text = gw.metrics_text().await;
+    assert!(count(&text, "route=\"api\"") > 0, "{text}");
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let mut sizes = Vec::new();
+    let mut old = first;
+    for round in 0..6 {
+        // A new address every round, and the `api` route only on even rounds.
+        let next = Upstream::new(&format!("u{}", round + 1)).start().await;
+        write_config(&path, &config(&next.addr_str(), round % 2 == 1));
+        reload(&gw).await;
+        traffic(&gw, 6).await;
+        let text = gw.metrics_text().await;
+        assert_eq!(
+            count(&text, &format!("backend=\"{}\"", old.addr_str())),
+            0,
+            "round {round}: series of a removed address remain"
+        );
+        if round % 2 == 0 {
+            assert_eq!(
+                count(&text, "route=\"api\""),
+                0,
+                "round {round}: series of the removed route remain"
+            );
+        }
+        sizes.push(series(&text));
+        old = next;
+    }
+    // Rounds with the same shape scrape the same number of series.
+    assert_eq!(sizes[2], sizes[4], "{sizes:?}");
+    assert_eq!(sizes[3], sizes[5], "{sizes:?}");
+    gw.stop().await;
+}

@@ -10,7 +10,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -342,6 +342,10 @@ pub struct MetricsActor {
     /// Last value read from each backend's byte atomics, by (upstream, addr): the byte counters
     /// grow by what the atomics grew since the previous scrape, so they never go down.
     bytes_seen: HashMap<(String, String), (u64, u64)>,
+    /// Route names and backend addresses of the snapshot seen at the previous scrape: the
+    /// series of those gone since are deleted (registry churn must not grow the scrape forever).
+    routes_seen: HashSet<String>,
+    addrs_seen: HashSet<String>,
 }
 
 impl MetricsActor {
@@ -350,6 +354,8 @@ impl MetricsActor {
             metrics,
             cell,
             bytes_seen: HashMap::new(),
+            routes_seen: HashSet::new(),
+            addrs_seen: HashSet::new(),
         }
     }
 
@@ -418,6 +424,7 @@ impl MetricsActor {
             }
         }
         self.bytes_seen = seen_now;
+        self.prune_gone(&snap);
     }
 }
 
@@ -443,5 +450,53 @@ impl Handler<GetMetricsText> for MetricsActor {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl MetricsActor {
+    /// Deletes the request series of routes and backend addresses that were in the previous
+    /// scrape's snapshot and are in this one no more. Only names the configuration once had are
+    /// touched, never the fixed labels (`default`, ...); a route or address that comes back
+    /// starts new series.
+    fn prune_gone(&mut self, snap: &crate::snapshot::GatewaySnapshot) {
+        let routes: HashSet<String> = snap.routes.values().map(|r| r.name.clone()).collect();
+        let addrs: HashSet<String> = snap.backends().map(|b| b.addr.clone()).collect();
+        let gone_routes: HashSet<&String> = self.routes_seen.difference(&routes).collect();
+        let gone_addrs: HashSet<&String> = self.addrs_seen.difference(&addrs).collect();
+        if !gone_routes.is_empty() || !gone_addrs.is_empty() {
+            let gone = |name: &str, value: &str| match name {
+                "route" => gone_routes.iter().any(|r| r.as_str() == value),
+                "backend" => gone_addrs.iter().any(|a| a.as_str() == value),
+                _ => false,
+            };
+            let m = &self.metrics;
+            prune_series(&m.requests_total, &gone);
+            prune_series(&m.http_responses, &gone);
+            prune_series(&m.request_duration, &gone);
+            prune_series(&m.rate_limited, &gone);
+            prune_series(&m.auth_rejected, &gone);
+        }
+        self.routes_seen = routes;
+        self.addrs_seen = addrs;
+    }
+}
+
+/// Removes every series of `vec` that carries a label `gone` says is gone.
+fn prune_series<P: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<P>,
+    gone: &dyn Fn(&str, &str) -> bool,
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.iter().any(|(n, v)| gone(n, v)) {
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }

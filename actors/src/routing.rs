@@ -173,6 +173,11 @@ impl<T> RouteTable<T> {
         RouteTable { entries }
     }
 
+    /// The routes, best rank first.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|(_, t)| t)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
