@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Short k6 runs for CI against a real gateway: `gogate demo` (L7 :8081, echo backends on
-# 127.0.0.1:9001/9002, admin :9090, metrics :9091; these ports must be free). Exits non-zero
-# when a k6 threshold fails. GOGATE_BIN defaults to target/release/gogate.
+# Short k6 runs of every script in k6/ for CI against a real gateway: `gogate demo` (L7 :8081,
+# echo backends on 127.0.0.1:9001/9002, admin :9090, metrics :9091; these ports and :9003, the
+# circuit-breaker test's dead backend, must be free). Exits non-zero when a k6 threshold fails. GOGATE_BIN defaults to target/release/gogate.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN="${GOGATE_BIN:-target/release/gogate}"
@@ -29,4 +29,14 @@ stop
 start k6/configs/rate-limit.yaml
 echo "== k6 rate-limit-test.js"
 K6_SHORT=1 k6 run --quiet k6/rate-limit-test.js
+stop
+
+start
+echo "== k6 soak-test.js"
+K6_SHORT=1 k6 run --quiet k6/soak-test.js
+stop
+
+start k6/configs/circuit-breaker.yaml
+echo "== k6 circuit-breaker-test.js"
+K6_SHORT=1 k6 run --quiet k6/circuit-breaker-test.js
 stop
