@@ -15,6 +15,8 @@ usage:
   gogate [-config FILE]              run (FILE or $GOGATE_CONFIG; else the embedded default)
   gogate demo [-config FILE]         run with two built-in echo backends on 127.0.0.1:9001/9002
   gogate validate -config FILE       check FILE; prints 'configuration OK' or the errors
+  gogate explain -config FILE [--method M] [--host H] [--path P] [--header N:V]... [--client IP]
+                                     where that request would go and why (JSON, as GET /explain)
   gogate healthcheck [--url URL]     GET the admin /health (default http://127.0.0.1:9090/health)
   gogate version                     print the version
 flags: -config/--config/-c FILE, -h/--help";
@@ -22,9 +24,21 @@ flags: -config/--config/-c FILE, -h/--help";
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Run { config: Option<PathBuf>, demo: bool },
-    Validate { config: Option<PathBuf> },
-    Healthcheck { url: String },
+    Run {
+        config: Option<PathBuf>,
+        demo: bool,
+    },
+    Validate {
+        config: Option<PathBuf>,
+    },
+    /// `explain`: the request as `(name, value)` pairs of `GET /explain`'s query.
+    Explain {
+        config: Option<PathBuf>,
+        request: Vec<(String, String)>,
+    },
+    Healthcheck {
+        url: String,
+    },
     Version,
     Help,
 }
@@ -33,13 +47,13 @@ pub enum Command {
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut it = args.iter().peekable();
     let sub = match it.peek().map(|s| s.as_str()) {
-        Some("demo") | Some("validate") | Some("version") | Some("healthcheck") | Some("run") => {
-            it.next().map(|s| s.as_str())
-        }
+        Some("demo") | Some("validate") | Some("version") | Some("healthcheck") | Some("run")
+        | Some("explain") => it.next().map(|s| s.as_str()),
         _ => None,
     };
     let mut config = None;
     let mut url = None;
+    let mut request = Vec::new();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with('-') => (f, Some(v.to_string())),
@@ -54,6 +68,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         match flag {
             "-config" | "--config" | "-c" => config = Some(PathBuf::from(value(flag)?)),
             "--url" | "-url" => url = Some(value(flag)?),
+            "--method" | "--host" | "--path" | "--header" | "--client"
+                if sub == Some("explain") =>
+            {
+                request.push((flag[2..].to_string(), value(flag)?))
+            }
             "-h" | "--help" | "-help" | "help" => return Ok(Command::Help),
             "--version" | "-version" | "-v" => return Ok(Command::Version),
             other => return Err(format!("unknown argument {other:?}")),
@@ -62,6 +81,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match sub {
         Some("version") => Ok(Command::Version),
         Some("validate") => Ok(Command::Validate { config }),
+        Some("explain") => Ok(Command::Explain { config, request }),
         Some("healthcheck") => Ok(Command::Healthcheck {
             url: url.unwrap_or_else(|| "http://127.0.0.1:9090/health".into()),
         }),
@@ -114,6 +134,7 @@ pub fn run(args: &[String]) -> i32 {
                 }
             }
         }
+        Command::Explain { config, request } => explain(config.or_else(env_config), &request),
         Command::Run { config, demo } => {
             let path = config.or_else(env_config);
             let cfg = match &path {
@@ -127,6 +148,39 @@ pub fn run(args: &[String]) -> i32 {
                 None => default_config(),
             };
             serve(cfg, path, demo)
+        }
+    }
+}
+
+/// `gogate explain`: prints the explanation as JSON (exit 0 whatever the request's fate), or
+/// the configuration's errors (1), or a usage error (2).
+fn explain(config: Option<PathBuf>, request: &[(String, String)]) -> i32 {
+    let Some(path) = config else {
+        eprintln!("gogate: explain needs -config FILE\n{USAGE}");
+        return 2;
+    };
+    let req = match crate::explain::ExplainRequest::from_pairs(request.iter().map(|(k, v)| (k, v)))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gogate: explain: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    match crate::explain::offline::explain_file(&path, &req) {
+        Ok(answer) => match serde_json::to_string_pretty(&answer) {
+            Ok(text) => {
+                println!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("gogate: explain: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            1
         }
     }
 }
@@ -317,6 +371,37 @@ mod tests {
             Ok(Command::Healthcheck {
                 url: "http://x/h".into()
             })
+        );
+    }
+
+    #[test]
+    fn explain_takes_the_request_flags_in_order() {
+        assert_eq!(
+            p(&[
+                "explain",
+                "-config",
+                "a.yaml",
+                "--method",
+                "POST",
+                "--path",
+                "/x",
+                "--header",
+                "A:1",
+                "--header=B:2"
+            ]),
+            Ok(Command::Explain {
+                config: Some("a.yaml".into()),
+                request: vec![
+                    ("method".into(), "POST".into()),
+                    ("path".into(), "/x".into()),
+                    ("header".into(), "A:1".into()),
+                    ("header".into(), "B:2".into()),
+                ],
+            })
+        );
+        assert!(
+            p(&["--path", "/x"]).is_err(),
+            "request flags belong to explain"
         );
     }
 

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod cli;
 pub mod demo;
+pub mod explain;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 /// The upstream parsers, for the fuzz targets in `fuzz/` (feature `fuzzing`).

@@ -12,62 +12,92 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Upper bound on a precomputed weighted schedule (weights are first divided by their gcd).
 const MAX_SCHEDULE: usize = 1 << 16;
 
+/// A balancer: the algorithm and one shared cursor (round-robin position, schedule slot, or
+/// where least-connections ties start).
 #[derive(Debug)]
-pub enum Balancer {
-    RoundRobin {
-        next: AtomicUsize,
-    },
-    Weighted {
-        schedule: Vec<u32>,
-        next: AtomicUsize,
-    },
-    LeastConnections {
-        next: AtomicUsize,
-    },
+pub struct Balancer {
+    kind: Kind,
+    next: AtomicUsize,
+}
+
+#[derive(Debug)]
+enum Kind {
+    RoundRobin,
+    Weighted { schedule: Vec<u32> },
+    LeastConnections,
 }
 
 impl Balancer {
     pub fn new(algorithm: LbAlgorithm, weights: &[u32]) -> Self {
-        match algorithm {
-            LbAlgorithm::RoundRobin => Balancer::RoundRobin {
-                next: AtomicUsize::new(0),
-            },
-            LbAlgorithm::WeightedRoundRobin => Balancer::Weighted {
+        let kind = match algorithm {
+            LbAlgorithm::RoundRobin => Kind::RoundRobin,
+            LbAlgorithm::WeightedRoundRobin => Kind::Weighted {
                 schedule: smooth_schedule(weights),
-                next: AtomicUsize::new(0),
             },
-            LbAlgorithm::LeastConnections => Balancer::LeastConnections {
-                next: AtomicUsize::new(0),
-            },
+            LbAlgorithm::LeastConnections => Kind::LeastConnections,
+        };
+        Balancer {
+            kind,
+            next: AtomicUsize::new(0),
         }
     }
 
     /// Picks an index in `0..n` for which `eligible` holds; `load(i)` is the active count.
-    /// `None` when no backend is eligible.
+    /// `None` when no backend is eligible. Moves the cursor.
+    #[inline]
     pub fn pick(
         &self,
         n: usize,
         eligible: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> i64,
     ) -> Option<usize> {
+        self.walk(n, eligible, load, || {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        })
+    }
+
+    /// What [`pick`](Self::pick) would answer now, without moving the cursor (`/explain`).
+    pub fn peek(
+        &self,
+        n: usize,
+        eligible: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> i64,
+    ) -> Option<usize> {
+        let mut cursor = self.next.load(Ordering::Relaxed);
+        self.walk(n, eligible, load, move || {
+            cursor = cursor.wrapping_add(1);
+            cursor.wrapping_sub(1)
+        })
+    }
+
+    /// The choice itself; `tick` yields the cursor's next position (and, for a real pick,
+    /// advances the shared one), so a pick and a peek cannot disagree.
+    #[inline]
+    fn walk(
+        &self,
+        n: usize,
+        eligible: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> i64,
+        mut tick: impl FnMut() -> usize,
+    ) -> Option<usize> {
         if n == 0 {
             return None;
         }
-        match self {
-            Balancer::RoundRobin { next } => {
-                let start = next.fetch_add(1, Ordering::Relaxed);
+        match &self.kind {
+            Kind::RoundRobin => {
+                let start = tick();
                 (0..n).map(|k| (start + k) % n).find(|&i| eligible(i))
             }
-            Balancer::Weighted { schedule, next } => {
+            Kind::Weighted { schedule } => {
                 // A skipped (ineligible) slot consumes its turn, so the remaining backends keep
                 // their relative weights instead of the next one in line absorbing the share.
                 let len = schedule.len();
                 (0..len)
-                    .map(|_| schedule[next.fetch_add(1, Ordering::Relaxed) % len] as usize)
+                    .map(|_| schedule[tick() % len] as usize)
                     .find(|&i| i < n && eligible(i))
             }
-            Balancer::LeastConnections { next } => {
-                let start = next.fetch_add(1, Ordering::Relaxed);
+            Kind::LeastConnections => {
+                let start = tick();
                 let mut best: Option<(usize, i64)> = None;
                 for k in 0..n {
                     let i = (start + k) % n;
@@ -173,6 +203,29 @@ mod tests {
         let got = picks(&b, 3, 300, |i| i != 0);
         assert_eq!(got.iter().filter(|&&i| i == 1).count(), 150);
         assert_eq!(got.iter().filter(|&&i| i == 2).count(), 150);
+    }
+
+    #[test]
+    fn peek_answers_the_next_pick_and_moves_nothing() {
+        let load = [3i64, 1, 1];
+        for algorithm in [
+            LbAlgorithm::RoundRobin,
+            LbAlgorithm::WeightedRoundRobin,
+            LbAlgorithm::LeastConnections,
+        ] {
+            let b = Balancer::new(algorithm, &[3, 1, 2]);
+            for round in 0..20 {
+                let eligible = |i: usize| round % 3 != 0 || i != 0;
+                let peeked = b.peek(3, eligible, |i| load[i]);
+                assert_eq!(peeked, b.peek(3, eligible, |i| load[i]), "{algorithm:?}");
+                assert_eq!(
+                    peeked,
+                    b.pick(3, eligible, |i| load[i]),
+                    "{algorithm:?} {round}"
+                );
+            }
+            assert_eq!(b.peek(3, |_| false, |_| 0), None);
+        }
     }
 
     #[test]

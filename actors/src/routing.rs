@@ -125,6 +125,50 @@ impl RouteRule {
                 .all(|(k, v)| (req.header)(k) == Some(v.as_str()))
     }
 
+    /// What makes this rule more or less specific, in the order routes are ranked by, as words
+    /// (`/explain`): `["exact host api.example.com", "path prefix /api (4 bytes)", ...]`.
+    pub fn specificity(&self) -> Vec<String> {
+        let mut out = vec![match &self.host {
+            HostMatch::Exact(h) => format!("exact host {h}"),
+            HostMatch::Suffix(s) => format!("wildcard host *{s}"),
+            HostMatch::Any => "any host".to_string(),
+        }];
+        out.push(match &self.path {
+            PathMatch::Exact(p) => format!("exact path {p}"),
+            PathMatch::Prefix(p) => format!("path prefix {p} ({} bytes)", p.len()),
+            PathMatch::Any => "any path".to_string(),
+        });
+        if !self.methods.is_empty() {
+            out.push(format!("methods {}", self.methods.join(",")));
+        }
+        for (k, v) in &self.headers {
+            out.push(format!("header {k}: {v}"));
+        }
+        if self.methods.is_empty() && self.headers.is_empty() {
+            out.push("no method or header condition".to_string());
+        }
+        out.push(if self.index == usize::MAX {
+            "the default upstream (no route matched)".to_string()
+        } else {
+            format!("route #{} in the file", self.index + 1)
+        });
+        out
+    }
+
+    /// Why `self` outranks `other` (both match): the first ranking criterion that differs.
+    pub fn beats(&self, other: &RouteRule) -> &'static str {
+        let (a, b) = (self.rank(), other.rank());
+        if a.0 != b.0 {
+            "a more specific host"
+        } else if a.1 != b.1 {
+            "a more specific path"
+        } else if a.2 != b.2 {
+            "a method or header condition"
+        } else {
+            "earlier in the file"
+        }
+    }
+
     /// The prefix this rule strips with `stripPrefix`, if it is a prefix rule.
     pub fn prefix(&self) -> Option<&str> {
         match &self.path {
@@ -183,11 +227,22 @@ impl<T> RouteTable<T> {
     }
 
     /// The most specific route matching the request.
+    #[inline]
     pub fn find(&self, req: &RequestFacts<'_>) -> Option<(&RouteRule, &T)> {
+        self.matching(req).next().map(|(_, r, t)| (r, t))
+    }
+
+    /// Every route matching the request, most specific first, each with its rank (its 1-based
+    /// position in specificity order): the first is the one [`find`](Self::find) chooses.
+    pub fn matching<'s, 'r, 'f>(
+        &'s self,
+        req: &'r RequestFacts<'f>,
+    ) -> impl Iterator<Item = (usize, &'s RouteRule, &'s T)> + use<'s, 'r, 'f, T> {
         self.entries
             .iter()
-            .find(|(rule, _)| rule.matches(req))
-            .map(|(r, t)| (r, t))
+            .enumerate()
+            .filter(|(_, (rule, _))| rule.matches(req))
+            .map(|(i, (r, t))| (i + 1, r, t))
     }
 }
 
@@ -277,6 +332,28 @@ mod tests {
         assert_eq!(find(&t, None, "/a/b/d", "GET"), Some(1));
         assert_eq!(find(&t, None, "/a/x", "GET"), Some(0));
         assert_eq!(find(&t, None, "/b", "GET"), None);
+    }
+
+    #[test]
+    fn matching_lists_every_match_in_rank_order_find_takes_the_first() {
+        let t = table(vec![
+            m("", "/a", ""),
+            m("", "/a/b", ""),
+            m("h.example", "/", ""),
+        ]);
+        let none = |_: &str| None;
+        let req = RequestFacts {
+            host: Some("h.example"),
+            path: "/a/b/c",
+            method: "GET",
+            header: &none,
+        };
+        let all: Vec<(usize, usize)> = t.matching(&req).map(|(rank, _, i)| (rank, *i)).collect();
+        assert_eq!(all, vec![(1, 2), (2, 1), (3, 0)]);
+        let (first, _) = t.find(&req).expect("a route matches");
+        let (_, second, _) = t.matching(&req).nth(1).expect("two match");
+        assert_eq!(first.beats(second), "a more specific host");
+        assert_eq!(first.specificity()[0], "exact host h.example");
     }
 
     #[test]

@@ -127,21 +127,12 @@ impl UpstreamSnapshot {
     /// until the request ends; when another worker took the last permit first, the pick moves on.
     #[inline]
     pub fn acquire(&self, tried: &[usize]) -> Option<(usize, ActiveGuard)> {
-        let limit = self
-            .breaker
-            .as_ref()
-            .map_or(u32::MAX, |b| b.settings.success_threshold);
+        let limit = self.probe_limit();
         let mut lost: Vec<usize> = Vec::new(); // allocates only when a permit race is lost
         loop {
             let i = self.balancer.pick(
                 self.backends.len(),
-                |i| {
-                    let b = &self.backends[i];
-                    !tried.contains(&i)
-                        && !lost.contains(&i)
-                        && b.eligible()
-                        && (b.breaker() != BreakerPosition::HalfOpen || b.probe_room(limit))
-                },
+                |i| !tried.contains(&i) && !lost.contains(&i) && self.admits(i, limit),
                 |i| self.backends[i].active(),
             )?;
             let b = &self.backends[i];
@@ -153,6 +144,34 @@ impl UpstreamSnapshot {
                 None => lost.push(i),
             }
         }
+    }
+
+    /// The backend [`acquire`](Self::acquire) would choose for a new request now, moving
+    /// nothing (no cursor, no permit): `/explain`.
+    pub fn peek(&self) -> Option<usize> {
+        let limit = self.probe_limit();
+        self.balancer.peek(
+            self.backends.len(),
+            |i| self.admits(i, limit),
+            |i| self.backends[i].active(),
+        )
+    }
+
+    /// Whether backend `i` may take a new request: eligible (healthy, not draining, weighted,
+    /// breaker not open) and, when half-open, with a probe permit left of `limit`.
+    #[inline]
+    pub fn admits(&self, i: usize, limit: u32) -> bool {
+        let b = &self.backends[i];
+        b.eligible() && (b.breaker() != BreakerPosition::HalfOpen || b.probe_room(limit))
+    }
+
+    /// How many half-open probe requests a backend admits (`successThreshold`; unbounded
+    /// without a breaker).
+    #[inline]
+    pub fn probe_limit(&self) -> u32 {
+        self.breaker
+            .as_ref()
+            .map_or(u32::MAX, |b| b.settings.success_threshold)
     }
 }
 
@@ -240,16 +259,23 @@ impl RouteSnapshot {
     /// the value, else weighted random.
     #[inline]
     pub fn pick_target(&self, headers: &HeaderMap) -> &RouteTarget {
-        if self.targets.len() > 1 && self.total_weight > 0 {
-            if let Some(value) = self.sticky.value(headers) {
-                let point = split::sticky_point(value, self.total_weight);
-                let weights = self.targets.iter().map(|t| u64::from(t.weight));
-                if let Some(i) = split::index_at(weights, point) {
-                    return &self.targets[i];
-                }
-            }
+        match self.sticky_target(headers) {
+            Some(i) => &self.targets[i],
+            None => self.choose_target(),
         }
-        self.choose_target()
+    }
+
+    /// The index of the split target the request's sticky value maps to; `None` when the
+    /// route does not split, is not sticky, or the request lacks the value (then the split is
+    /// random).
+    #[inline]
+    pub fn sticky_target(&self, headers: &HeaderMap) -> Option<usize> {
+        if self.targets.len() < 2 || self.total_weight == 0 {
+            return None;
+        }
+        let value = self.sticky.value(headers)?;
+        let point = split::sticky_point(value, self.total_weight);
+        split::index_at(self.targets.iter().map(|t| u64::from(t.weight)), point)
     }
 
     /// Weighted random choice among the split targets (the only target when there is one).

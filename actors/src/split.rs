@@ -31,6 +31,16 @@ impl StickyKey {
         }
     }
 
+    /// The setting as written in the config (`cookie:NAME`, `header:name`); `None` when the
+    /// route is not sticky.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            StickyKey::None => None,
+            StickyKey::Cookie(name) => Some(format!("cookie:{name}")),
+            StickyKey::Header(name) => Some(format!("header:{name}")),
+        }
+    }
+
     /// The request's sticky value, if the route is sticky and the request carries a non-empty one.
     #[inline]
     pub fn value<'a>(&self, headers: &'a HeaderMap) -> Option<&'a [u8]> {

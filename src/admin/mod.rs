@@ -4,6 +4,7 @@
 //! rules in `auth.rs`): token, browser and DNS-rebinding checks, body size and type.
 
 mod auth;
+mod explain;
 mod guard;
 mod reload;
 pub mod time;
@@ -51,7 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState, metrics_path:
         .route("/backends/{addr}/drain", web::post().to(drain))
         .route("/backends/{addr}/drain", web::delete().to(undrain))
         .route("/config", web::get().to(config))
-        .route("/reload", web::post().to(reload::reload));
+        .route("/reload", web::post().to(reload::reload))
+        .route("/explain", web::get().to(explain::explain_route));
     if state.registry.is_some() {
         scope = scope.configure(registry::configure);
     }

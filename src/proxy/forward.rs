@@ -205,7 +205,15 @@ pub async fn forward(
 /// Path and query for the upstream: the normalised path (what was routed and authorised is
 /// what is served), the route's prefix stripped when asked, the query as sent.
 pub(super) fn upstream_path(ex: &Exchange, route: &RouteSnapshot) -> String {
-    let forward = ex.forward_path();
+    upstream_path_of(ex.forward_path(), ex.req.uri().query(), route)
+}
+
+/// [`upstream_path`] from the normalised path and the query (also `/explain`).
+pub(crate) fn upstream_path_of(
+    forward: &str,
+    query: Option<&str>,
+    route: &RouteSnapshot,
+) -> String {
     let path = match &route.strip_prefix {
         // Segment parameters (`/api;v=1/x`) make the prefix a count of segments.
         Some(prefix) if forward.contains(';') => {
@@ -214,7 +222,7 @@ pub(super) fn upstream_path(ex: &Exchange, route: &RouteSnapshot) -> String {
         Some(prefix) => gogate_actors::routing::strip_prefix(prefix, forward),
         None => forward,
     };
-    match ex.req.uri().query() {
+    match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     }

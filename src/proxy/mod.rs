@@ -6,9 +6,9 @@ mod auth;
 mod body;
 mod cors;
 pub mod errors;
-mod forward;
+pub(crate) mod forward;
 pub mod headers;
-mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod server;
 pub mod tls;
 pub(crate) mod upstream;
@@ -332,13 +332,31 @@ fn find_route<'a>(
     method: &str,
 ) -> Option<&'a Arc<RouteSnapshot>> {
     let req = &ex.req;
-    let hdr = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    // The normalised path (see `serve`).
+    with_facts(
+        req.headers(),
+        req.uri().host(),
+        ex.match_path(),
+        method,
+        |facts| snap.routes.find(facts).map(|(_, r)| r),
+    )
+}
+
+/// Calls `f` with what routes are matched on for a request with these headers, URI host,
+/// (normalised) path and method: the request path and `/explain` share it.
+pub(crate) fn with_facts<R>(
+    headers: &actix_web::http::header::HeaderMap,
+    uri_host: Option<&str>,
+    path: &str,
+    method: &str,
+    f: impl FnOnce(&RequestFacts<'_>) -> R,
+) -> R {
+    let hdr = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let facts = RequestFacts {
-        host: headers::request_host(req.headers(), req.uri().host()),
-        // The normalised path (see `serve`).
-        path: ex.match_path(),
+        host: headers::request_host(headers, uri_host),
+        path,
         method,
         header: &hdr,
     };
-    snap.routes.find(&facts).map(|(_, r)| r)
+    f(&facts)
 }

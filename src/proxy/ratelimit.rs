@@ -9,6 +9,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::HttpResponse;
 use gogate_actors::ratelimit::{Decision, LimitKey, RateKey, RateLimitSnapshot};
 use gogate_actors::snapshot::RouteSnapshot;
+use std::net::IpAddr;
 
 /// Checks the request against `limit` (none = unlimited). Returns the 429 to send when the
 /// bucket is empty; otherwise records the quota on the exchange and lets the request through.
@@ -19,12 +20,7 @@ pub(crate) fn enforce(
     limit: Option<&RateLimitSnapshot>,
 ) -> Option<HttpResponse> {
     let limit = limit?;
-    let key = match limit.limiter.key() {
-        LimitKey::Global => RateKey::Global,
-        // The derived client address: the peer, or the client behind a trusted proxy.
-        LimitKey::Ip => RateKey::Ip(ex.fwd.client_ip),
-        LimitKey::Header(name) => RateKey::Header(ex.req.headers().get(name).map(|v| v.as_bytes())),
-    };
+    let key = rate_key(limit.limiter.key(), ex.fwd.client_ip, ex.req.headers());
     let decision = limit.check(key, &w.stats);
     ex.quota = Some(decision);
     if decision.allowed {
@@ -34,6 +30,21 @@ pub(crate) fn enforce(
     res.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(decision.retry_after_secs));
     Some(res)
+}
+
+/// The bucket key of a request for a limiter keyed by `key` (also `/explain`); `client_ip` is
+/// the derived client address: the peer, or the client behind a trusted proxy.
+#[inline]
+pub(crate) fn rate_key<'a>(
+    key: &LimitKey,
+    client_ip: IpAddr,
+    headers: &'a HeaderMap,
+) -> RateKey<'a> {
+    match key {
+        LimitKey::Global => RateKey::Global,
+        LimitKey::Ip => RateKey::Ip(client_ip),
+        LimitKey::Header(name) => RateKey::Header(headers.get(name).map(|v| v.as_bytes())),
+    }
 }
 
 /// The `RateLimit-*` headers of `quota`.

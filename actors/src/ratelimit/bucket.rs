@@ -117,6 +117,12 @@ impl TokenBucket {
         }
     }
 
+    /// Tokens the bucket holds at `now`, taking none (`/explain`).
+    #[inline]
+    pub fn available(&self, shape: &BucketShape, now: u64) -> u32 {
+        shape.remaining(self.tat.load(Ordering::Relaxed), now)
+    }
+
     /// Whether the bucket is full at `now` (it then equals a fresh bucket and may be dropped).
     #[inline]
     pub fn is_full(&self, now: u64) -> bool {

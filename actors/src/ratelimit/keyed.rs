@@ -98,11 +98,7 @@ impl KeyedBuckets {
     /// The bucket for `hash`, created full if new.
     #[inline]
     pub fn bucket(&self, hash: u64, now: u64) -> Arc<TokenBucket> {
-        // Middle bits: the map itself uses the low bits (slot) and the top 7 (tag).
-        let idx = (hash >> 32) as usize & (self.shards.len() - 1);
-        let mut shard = self.shards[idx]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self.shard(hash);
         if let Some(b) = shard.map.get(&hash) {
             return Arc::clone(b);
         }
@@ -112,6 +108,20 @@ impl KeyedBuckets {
         let b = Arc::new(TokenBucket::new());
         shard.map.insert(hash, Arc::clone(&b));
         b
+    }
+
+    /// The bucket for `hash` if one is held, creating none (`/explain`).
+    pub fn get(&self, hash: u64) -> Option<Arc<TokenBucket>> {
+        self.shard(hash).map.get(&hash).cloned()
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Shard> {
+        // Middle bits: the map itself uses the low bits (slot) and the top 7 (tag).
+        let idx = (hash >> 32) as usize & (self.shards.len() - 1);
+        self.shards[idx]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Buckets held now.

@@ -100,14 +100,21 @@ impl RateLimiter {
     pub fn check_at(&self, key: RateKey<'_>, now: u64) -> Decision {
         match &self.buckets {
             Buckets::Global(b) => b.try_take(&self.shape, now),
-            Buckets::Keyed(map) => {
-                let hash = match key {
-                    RateKey::Ip(ip) => map.hash((0u8, ip.to_canonical())),
-                    RateKey::Header(Some(v)) => map.hash((1u8, v)),
-                    RateKey::Header(None) | RateKey::Global => map.hash(2u8),
-                };
-                map.bucket(hash, now).try_take(&self.shape, now)
-            }
+            Buckets::Keyed(map) => map
+                .bucket(key_hash(map, key), now)
+                .try_take(&self.shape, now),
+        }
+    }
+
+    /// Tokens `key`'s bucket holds now (a key without a bucket yet has a full one), taking
+    /// none and creating no bucket (`/explain`).
+    pub fn available(&self, key: RateKey<'_>) -> u32 {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        match &self.buckets {
+            Buckets::Global(b) => b.available(&self.shape, now),
+            Buckets::Keyed(map) => map
+                .get(key_hash(map, key))
+                .map_or(self.shape.burst(), |b| b.available(&self.shape, now)),
         }
     }
 
@@ -117,6 +124,16 @@ impl RateLimiter {
             Buckets::Global(_) => 0,
             Buckets::Keyed(map) => map.len(),
         }
+    }
+}
+
+/// Where a key's bucket lives in a keyed map (kinds apart, so an IP never shares a header's).
+#[inline]
+fn key_hash(map: &KeyedBuckets, key: RateKey<'_>) -> u64 {
+    match key {
+        RateKey::Ip(ip) => map.hash((0u8, ip.to_canonical())),
+        RateKey::Header(Some(v)) => map.hash((1u8, v)),
+        RateKey::Header(None) | RateKey::Global => map.hash(2u8),
     }
 }
 
