@@ -411,3 +411,90 @@ async fn offline_explain_gives_the_live_answer() {
     assert_eq!(bad.status.code(), Some(2));
     s.gw.stop().await;
 }
+
+/// A CORS route and a JWT route: explain's verdicts (preflight 204/403, 401 without a valid
+/// token, forward with one) are what real requests get.
+#[actix_rt::test]
+async fn explain_applies_cors_and_jwt_as_the_data_plane_does() {
+    const SECRET: &str = "explain-test-secret-of-32-bytes!!";
+    let up = Upstream::new("up").start().await;
+    let yaml = format!(
+        "{}routes:\n  - name: app\n    match: {{pathPrefix: /app}}\n    upstreams: [{{name: default}}]\n    cors: true\n\
+         \x20 - name: private\n    match: {{pathPrefix: /private}}\n    upstreams: [{{name: default}}]\n    auth: jwt\n\
+         cors:\n  allowedOrigins: [\"https://app.test\"]\n\
+         jwt:\n  algorithms: [HS256]\n  secret: \"{SECRET}\"\n  requireExp: false\n",
+        backends_yaml(&[&up.addr_str()], "")
+    );
+    let gw = gateway(&yaml).await;
+    let good = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "u1"}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign");
+    let bearer = format!("Bearer {good}");
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, u16)> = vec![
+        (
+            "OPTIONS",
+            "/app/x",
+            vec![
+                ("Origin", "https://app.test"),
+                ("Access-Control-Request-Method", "GET"),
+            ],
+            204,
+        ),
+        (
+            "OPTIONS",
+            "/app/x",
+            vec![
+                ("Origin", "https://evil.test"),
+                ("Access-Control-Request-Method", "GET"),
+            ],
+            403,
+        ),
+        ("GET", "/app/x", vec![("Origin", "https://app.test")], 200),
+        ("GET", "/private/x", vec![], 401),
+        (
+            "GET",
+            "/private/x",
+            vec![("Authorization", "Bearer not.a.token")],
+            401,
+        ),
+        (
+            "GET",
+            "/private/x",
+            vec![("Authorization", bearer.as_str())],
+            200,
+        ),
+    ];
+    for (method, path, headers, want) in &cases {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("method", method).append_pair("path", path);
+        for (k, v) in headers {
+            q.append_pair("header", &format!("{k}:{v}"));
+        }
+        let e = gw
+            .admin_get(&format!("/explain?{}", q.finish()))
+            .await
+            .json();
+        let predicted = e["outcome"]["status"].as_u64().map_or(200, |s| s as u16);
+        let m = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = awc::Client::default().request(m, gw.url(path));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        let real = fetch(req).await.status;
+        assert_eq!(
+            (predicted, real),
+            (*want, *want),
+            "{method} {path} {headers:?}: {e:#}"
+        );
+        if path.starts_with("/private") {
+            let token = e["auth"]["token"].as_str().expect("auth report");
+            assert_eq!(token == "accepted", *want == 200, "{e:#}");
+        } else {
+            assert_eq!(e["cors"]["origin_allowed"], *want != 403, "{e:#}");
+        }
+    }
+    gw.stop().await;
+}
