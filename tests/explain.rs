@@ -433,7 +433,9 @@ async fn explain_applies_cors_and_jwt_as_the_data_plane_does() {
     )
     .expect("sign");
     let bearer = format!("Bearer {good}");
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, u16)> = vec![
+    /// Method, path, headers, the status both must give.
+    type Probe<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Probe> = vec![
         (
             "OPTIONS",
             "/app/x",
