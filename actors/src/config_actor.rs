@@ -19,7 +19,7 @@ use crate::reload::diff::{desired_backends, Desired, Registration};
 use crate::reload::listeners::{ApplyListeners, SetListenerSink};
 use crate::reload::retire::Retiring;
 use crate::reload::watch::{self, FileWatch};
-use crate::reload::LastReload;
+use crate::reload::{LastReload, ReloadHistory};
 use crate::snapshot::SnapshotCell;
 use crate::supervise;
 use crate::tls::CertStore;
@@ -70,7 +70,8 @@ pub struct ConfigActor {
     pub(crate) limits: RateLimits,
     /// The process logger's level, set from `logging.level` on reload (none in some tests).
     pub(crate) level: Option<LogLevelHandle>,
-    pub(crate) last_reload: Option<LastReload>,
+    /// The last reloads, for `GET /reloads` and `GET /config`.
+    pub(crate) reloads: ReloadHistory,
     /// Hash of the file bytes last read, so watcher events without a content change are ignored.
     pub(crate) file_hash: Option<u64>,
     watch: Option<FileWatch>,
@@ -155,7 +156,7 @@ impl ConfigActor {
             metrics,
             limits,
             level: None,
-            last_reload: None,
+            reloads: ReloadHistory::default(),
             file_hash: None,
             watch: None,
             watched_certs: Vec::new(),
@@ -233,9 +234,13 @@ impl Supervised for ConfigActor {
                 .config_reloads
                 .with_label_values(&["failure"])
                 .inc();
-            self.last_reload = Some(crate::reload::LastReload {
+            self.reloads.record(LastReload {
                 time: SystemTime::now(),
+                trigger: "interrupted",
+                generation: published.generation,
                 error: Some(error),
+                diff: None,
+                restart_required: Vec::new(),
             });
         }
         self.config = Arc::clone(&published.config);
@@ -424,8 +429,21 @@ impl Handler<GetConfigInfo> for ConfigActor {
             file: self.file.clone(),
             generation: self.generation,
             loaded_at: self.loaded_at,
-            last_reload: self.last_reload.clone(),
+            last_reload: self.reloads.last().cloned(),
         })
+    }
+}
+
+/// Query: the last reloads, newest first (`GET /reloads`).
+#[derive(Message)]
+#[rtype(result = "Vec<LastReload>")]
+pub struct GetReloads;
+
+impl Handler<GetReloads> for ConfigActor {
+    type Result = MessageResult<GetReloads>;
+
+    fn handle(&mut self, _: GetReloads, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.reloads.newest_first())
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod addr;
 pub mod cors;
+pub mod diff;
 pub mod duration;
 pub mod error;
 pub mod jwt;

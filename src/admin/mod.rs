@@ -53,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState, metrics_path:
         .route("/backends/{addr}/drain", web::delete().to(undrain))
         .route("/config", web::get().to(config))
         .route("/reload", web::post().to(reload::reload))
+        .route("/reloads", web::get().to(reload::reloads))
         .route("/explain", web::get().to(explain::explain_route));
     if state.registry.is_some() {
         scope = scope.configure(registry::configure);

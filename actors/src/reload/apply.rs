@@ -15,8 +15,10 @@ use crate::health::probe::ProbeSpec;
 use crate::health::{health_targets, HealthTarget, SetTargets, Thresholds};
 use crate::ratelimit::RateLimits;
 use crate::reload::diff::{desired_backends, plan_backends, restart_required};
+use crate::reload::history::LastReload;
 use crate::reload::listeners::ApplyListeners;
 use actix::prelude::*;
+use gogate_config::diff::ConfigDiff;
 use gogate_config::jwt::{check_size, MAX_KEY_FILE_BYTES};
 use gogate_config::tls::CertSet;
 use gogate_config::{prepare, Config, ConfigError, ConfigErrors, KeyFiles, TlsConfig};
@@ -27,14 +29,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The outcome of the last reload, for `GET /config`.
-#[derive(Debug, Clone)]
-pub struct LastReload {
-    pub time: SystemTime,
-    /// `None` = success; else the error (file, line, key).
-    pub error: Option<String>,
-}
-
 /// A successful reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadOutcome {
@@ -44,6 +38,8 @@ pub struct ReloadOutcome {
     /// Keys that differ from what the process started with and only take effect after a
     /// restart (admin and metrics listeners, ...); reported by every reload until then.
     pub restart_required: Vec<&'static str>,
+    /// What this reload changed (empty when the content was the same).
+    pub diff: ConfigDiff,
 }
 
 /// A failed reload: the old configuration keeps serving.
@@ -305,9 +301,13 @@ impl ConfigActor {
             .config_reloads
             .with_label_values(&["failure"])
             .inc();
-        self.last_reload = Some(LastReload {
+        self.reloads.record(LastReload {
             time: SystemTime::now(),
+            trigger,
+            generation: self.generation,
             error: Some(error.clone()),
+            diff: None,
+            restart_required: Vec::new(),
         });
         ReloadError(error)
     }
@@ -322,6 +322,7 @@ impl ConfigActor {
         ctx: &mut Context<Self>,
     ) -> ReloadOutcome {
         let changed = new != *self.config;
+        let diff = gogate_config::diff::diff(&self.config, &new);
         let restart = restart_required(&self.boot, &new, self.listener_sink.is_some());
         let old = changed.then(|| std::mem::replace(&mut self.config, Arc::new(new)));
         let dns_changed = self.record_dns(answers);
@@ -344,13 +345,18 @@ impl ConfigActor {
             .config_reloads
             .with_label_values(&["success"])
             .inc();
-        self.last_reload = Some(LastReload {
+        self.reloads.record(LastReload {
             time: SystemTime::now(),
+            trigger,
+            generation: self.generation,
             error: None,
+            diff: Some(diff.clone()),
+            restart_required: restart.clone(),
         });
         info!(self.log, "configuration reloaded"; "generation" => self.generation,
               "changed" => changed, "trigger" => trigger, "backends" => self.states.len(),
-              "routes" => self.config.routes.len());
+              "routes" => self.config.routes.len(), "summary" => diff.summary(),
+              "diff" => serde_json::to_string(&diff).unwrap_or_default());
         if !restart.is_empty() {
             warn!(self.log, "some changes need a restart";
                   "keys" => restart.join(", "), "generation" => self.generation);
@@ -359,6 +365,7 @@ impl ConfigActor {
             generation: self.generation,
             changed,
             restart_required: restart,
+            diff,
         }
     }
 

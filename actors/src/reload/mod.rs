@@ -14,9 +14,11 @@
 
 pub mod apply;
 pub mod diff;
+pub mod history;
 pub mod listeners;
 pub(crate) mod retire;
 pub mod watch;
 
-pub use apply::{LastReload, Reload, ReloadError, ReloadOutcome};
+pub use apply::{Reload, ReloadError, ReloadOutcome};
+pub use history::{LastReload, ReloadHistory};
 pub use listeners::{ApplyListeners, SetListenerSink};
