@@ -7,6 +7,7 @@ pub mod backend;
 pub mod balance;
 pub mod breaker;
 pub mod build;
+pub mod cluster;
 pub mod config_actor;
 pub mod cors;
 pub mod dns;

@@ -5,6 +5,7 @@
 //! → validate (every value) → locate (line/column for each error).
 
 pub mod addr;
+pub mod cluster;
 pub mod cors;
 pub mod diff;
 pub mod duration;
@@ -301,6 +302,15 @@ impl Config {
     pub fn redacted_json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         redact::redact(&mut value);
+        // The store URL may carry a password.
+        if let Some(store) = value.pointer_mut("/cluster/store") {
+            if let Some(text) = store.as_str().filter(|s| !s.is_empty()) {
+                *store = serde_json::Value::String(match cluster::StoreUrl::parse(text) {
+                    Ok(u) => u.redacted(),
+                    Err(_) => cluster::redact_text(text),
+                });
+            }
+        }
         value
     }
 }

@@ -26,6 +26,8 @@ pub struct Config {
     /// The CORS policy of routes with `cors: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
+    /// State shared with other replicas (registry, `scope: global` rate limits).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `server:`

@@ -2,6 +2,7 @@
 //! a route's override (`routes[].rateLimit`, on by being present). Both share the value checks
 //! here so the two spellings cannot drift apart; the buckets themselves live in the actors crate.
 
+pub use crate::cluster::Scope;
 use crate::error::ConfigError;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -70,6 +71,8 @@ pub struct RateLimitConfig {
     /// Per-key buckets kept at most (for `ip` and `header:NAME`); idle ones are evicted first.
     #[serde(alias = "max_keys")]
     pub max_keys: u32,
+    /// `local` (this replica's buckets) or `global` (the `cluster.store`'s, shared).
+    pub scope: Scope,
 }
 
 impl Default for RateLimitConfig {
@@ -80,6 +83,7 @@ impl Default for RateLimitConfig {
             burst: 100,
             key_by: KeyBy::Global,
             max_keys: DEFAULT_MAX_KEYS,
+            scope: Scope::Local,
         }
     }
 }
@@ -96,6 +100,7 @@ pub struct RouteRateLimitConfig {
     pub key_by: KeyBy,
     #[serde(alias = "max_keys")]
     pub max_keys: u32,
+    pub scope: Scope,
 }
 
 impl Default for RouteRateLimitConfig {
@@ -107,6 +112,7 @@ impl Default for RouteRateLimitConfig {
             burst: s.burst,
             key_by: s.key_by,
             max_keys: s.max_keys,
+            scope: s.scope,
         }
     }
 }
@@ -119,6 +125,7 @@ impl From<&RouteRateLimitConfig> for RateLimitConfig {
             burst: r.burst,
             key_by: r.key_by.clone(),
             max_keys: r.max_keys,
+            scope: r.scope,
         }
     }
 }

@@ -56,6 +56,7 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     if let Some(cors) = &cfg.cors {
         v.errors.extend(cors.check("cors"));
     }
+    v.errors.extend(cfg.cluster.check());
     if s.http_transport.is_some() {
         v.err("server.http_transport", "has no meaning in gogate; upstream connection reuse is server.tcpPool and upstream timeouts are server.timeouts");
     }

@@ -279,6 +279,7 @@ mod tests {
             burst: 2,
             key_by,
             max_keys: 100,
+            ..RateLimitConfig::default()
         }
     }
 
