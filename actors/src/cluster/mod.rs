@@ -3,4 +3,6 @@
 //! bucket (`ratelimit`) and the shared registry (`registry`). With no `cluster.store` none of
 //! it runs and every replica keeps its state in process.
 
+pub mod conn;
+pub mod ratelimit;
 pub mod resp;

@@ -44,6 +44,11 @@ impl BucketShape {
         self.burst
     }
 
+    /// Nanoseconds per token.
+    pub fn interval_nanos(&self) -> u64 {
+        self.interval
+    }
+
     /// Tokens left when the bucket's `tat` is `tat` at `now`.
     fn remaining(&self, tat: u64, now: u64) -> u32 {
         let used = tat.saturating_sub(now);
