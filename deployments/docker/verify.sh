@@ -7,7 +7,8 @@
 #      what a schema cannot see: mounted paths exist, images are pinned, config paths agree;
 #   4. every gogate config in the repository passes `gogate validate` (bench templates after
 #      their placeholders are filled); a YAML file nobody classified here fails the run;
-#   5. promtool: the Prometheus config, and the dashboard's PromQL (as recording rules);
+#   5. promtool: the Prometheus config, and the dashboard's PromQL (as recording rules); the
+#      Python files compile (the backend also runs in step 6);
 #   6. live, on loopback: the compose backends, gogate running the compose config against
 #      them (90/10 split, 429s on the limited route), `promtool check metrics` on its scrape;
 #      the image's default config starting with backends that do not resolve, answering
@@ -149,6 +150,14 @@ for i, e in enumerate(exprs):
     print(f"      - record: dashboard:query{i}\n        expr: {json.dumps(e)}")
 EOF
 promtool check rules "$TMP/dashboard-rules.yml"
+
+step "python: the compose backend and the dashboard renderer compile"
+python3 - "$DOCKER_DIR/backend/backend.py" "$DOCKER_DIR/grafana/render_dashboard.py" <<'EOF'
+import sys
+for f in sys.argv[1:]:
+    compile(open(f).read(), f, "exec")  # a syntax error fails here, without writing __pycache__
+    print("compiles  " + f)
+EOF
 
 # ---- live checks -----------------------------------------------------------------------------
 free_ports() { python3 -c '
