@@ -196,6 +196,7 @@ pub fn build_snapshot(
         unmatched_rate_limit: limits.http(metrics, "none"),
         keyed_rate_limits: limits.keyed(),
         claim_headers: claim_header_names(config.jwt.as_ref()),
+        store: crate::cluster::StoreSettings::from_config(&config, metrics).map(Arc::new),
         routes: RouteTable::new(routes),
         default_route,
         tcp,

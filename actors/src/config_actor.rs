@@ -121,7 +121,10 @@ impl ConfigActor {
         let hlog = log.clone();
         let health = supervise::start("health", log, move |_| HealthActor::new(targets, &hlog));
         let breaker = BreakerActor::start_bounded(log);
-        let mut limits = RateLimits::new(&config.server.rate_limit);
+        let mut limits = RateLimits::new(
+            &config.server.rate_limit,
+            config.cluster.shares_rate_limits(),
+        );
         let snapshot = build_snapshot(
             Arc::clone(&config),
             1,

@@ -51,6 +51,10 @@ pub struct Metrics {
     pub idle_timeouts: IntCounterVec,
     /// TLS handshakes that failed on the HTTPS listener, by reason (`error`, `timeout`).
     pub tls_handshake_errors: IntCounterVec,
+    /// 1 while the cluster store answers (`cluster.store`), else 0; 0 without a store.
+    pub store_up: IntGauge,
+    /// Cluster store operations that failed or timed out, by operation.
+    pub store_errors: IntCounterVec,
     started: Instant,
 }
 
@@ -167,6 +171,19 @@ impl Metrics {
                 &r,
                 Gauge::new("gogate_uptime_seconds", "Seconds since gogate started.")
                     .expect("valid metric"),
+            ),
+            store_up: reg(
+                &r,
+                IntGauge::new(
+                    "gogate_store_up",
+                    "1 while the cluster store (cluster.store) answers, else 0.",
+                )
+                .expect("valid metric"),
+            ),
+            store_errors: counter(
+                "gogate_store_errors_total",
+                "Cluster store operations that failed or timed out, by operation.",
+                &["op"],
             ),
             messages_dropped: counter(
                 "gogate_actor_messages_dropped_total",

@@ -62,6 +62,8 @@ pub struct GatewaySnapshot {
     pub idle_timeouts: IdleCounters,
     /// `jwt.forwardClaims` header names: removed from every forwarded request (anti-spoofing).
     pub claim_headers: Vec<HeaderName>,
+    /// The cluster store (`cluster.store`), for `scope: global` rate limits.
+    pub store: Option<Arc<crate::cluster::StoreSettings>>,
 }
 
 impl GatewaySnapshot {

@@ -160,6 +160,11 @@ pub fn prepare(text: &str, file: Option<&Path>) -> Result<PendingConfig, ConfigE
         serde_yaml::from_str(text).map_err(|e| ConfigErrors::single(with_file(from_serde(&e))))?
     };
     normalize(&mut cfg);
+    // Files named in the config are relative to its directory (DESIGN B10).
+    if !cfg.cluster.ca_file.is_empty() {
+        let path = base_dir(file).join(&cfg.cluster.ca_file);
+        cfg.cluster.ca_file = path.display().to_string();
+    }
     let errors = validate::validate(&cfg);
     Ok(PendingConfig {
         text: text.to_string(),

@@ -5,7 +5,7 @@
 
 pub use crate::cors::CorsConfig;
 use crate::duration::Dur;
-pub use crate::rate_limit::{KeyBy, RateLimitConfig, RouteRateLimitConfig};
+pub use crate::rate_limit::{KeyBy, RateLimitConfig, RouteRateLimitConfig, Scope};
 pub use crate::sections::*;
 pub use crate::sticky::Sticky;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};

@@ -26,6 +26,8 @@ pub enum GatewayError {
     MissingToken,
     /// `auth: jwt` with a bearer token that does not verify.
     InvalidToken,
+    /// A `scope: global` limit could not ask the cluster store (`onStoreDown: deny`).
+    StoreUnavailable,
 }
 
 impl GatewayError {
@@ -34,9 +36,9 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            GatewayError::NoEligibleBackend | GatewayError::CircuitOpen => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::NoEligibleBackend
+            | GatewayError::CircuitOpen
+            | GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect | GatewayError::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
@@ -64,6 +66,7 @@ impl GatewayError {
             GatewayError::BodyTimeout => "request body timed out",
             GatewayError::MissingToken => "bearer token required",
             GatewayError::InvalidToken => "invalid bearer token",
+            GatewayError::StoreUnavailable => "rate limit store unavailable",
         }
     }
 

@@ -17,6 +17,8 @@ mod websocket;
 use body::AccessRecord;
 use errors::GatewayError;
 use gogate_actors::auth::ClaimHeaders;
+use gogate_actors::cluster::ratelimit::GlobalBuckets;
+use gogate_actors::cluster::StoreSettings;
 use gogate_actors::ratelimit::Decision;
 use gogate_actors::routing::RequestFacts;
 use gogate_actors::snapshot::RouteSnapshot;
@@ -46,6 +48,9 @@ pub struct ProxyWorker {
     pub tls: bool,
     /// The JWTs this worker verified (`auth: jwt`): a repeated token skips the signature check.
     pub tokens: std::cell::RefCell<gogate_actors::auth::TokenCache>,
+    /// This worker's connection to the cluster store, for `scope: global` limits: made at the
+    /// first such request, kept while reloads keep the same store.
+    store: std::cell::RefCell<Option<(Arc<StoreSettings>, Rc<GlobalBuckets>)>>,
 }
 
 /// How often a worker closes pooled connections that have been idle too long.
@@ -74,7 +79,23 @@ impl ProxyWorker {
             pool,
             tls: false,
             tokens: Default::default(),
+            store: Default::default(),
         }
+    }
+
+    /// The worker's shared-bucket client for `store` (connected in the background the first
+    /// time; until then its requests fail fast and `onStoreDown` applies).
+    pub(crate) fn global_buckets(&self, store: &Arc<StoreSettings>) -> Rc<GlobalBuckets> {
+        let mut slot = self.store.borrow_mut();
+        if let Some((s, b)) = slot.as_ref() {
+            if s.same_store(store) {
+                return Rc::clone(b);
+            }
+        }
+        let conn = gogate_actors::cluster::conn::Conn::start(store.target.clone());
+        let buckets = Rc::new(GlobalBuckets::new(conn, &store.prefix));
+        *slot = Some((Arc::clone(store), Rc::clone(&buckets)));
+        buckets
     }
 }
 
@@ -306,13 +327,14 @@ async fn serve(
     let route = find_route(&snap, &ex, ex.req.method().as_str()).or(snap.default_route.as_ref());
     let Some(route) = route else {
         let limit = snap.unmatched_rate_limit.as_ref();
-        if let Some(res) = ratelimit::enforce(w, &mut ex, None, limit) {
+        if let Some(res) = ratelimit::enforce(w, &mut ex, None, limit).await {
             return res;
         }
         return ex.fail(w, None, GatewayError::NoRoute);
     };
     ex.cors = cors::CorsGrant::for_route(route, ex.req.headers());
-    if let Some(res) = ratelimit::enforce(w, &mut ex, Some(route), route.rate_limit.as_ref()) {
+    if let Some(res) = ratelimit::enforce(w, &mut ex, Some(route), route.rate_limit.as_ref()).await
+    {
         return res;
     }
     if let Some(res) = auth::authorize(w, &mut ex, route) {

@@ -4,6 +4,7 @@
 
 pub mod config_file;
 pub mod controlled;
+pub mod redis;
 pub mod resolver;
 pub mod scripted;
 

@@ -8,8 +8,9 @@
 //!     ▲  └─fail──────┴────────────────────────────────────────────────┤
 //!     └──── backoff 100 ms doubling to 2 s, commands answered Down ◀──┘
 //! ```
-//! The queue holds at most [`QUEUE`] requests (full = `Busy`, at once); while disconnected,
-//! requests fail with `Down` at once, so nothing waits on a store that is not there.
+//! The queue holds at most [`QUEUE`] requests (full = `Busy`, at once). Requests made while
+//! the first connection is being made wait for it (within the caller's bound); after that,
+//! while disconnected, they fail with `Down` at once, so nothing waits on a store that is gone.
 
 use super::resp::{self, Value};
 use gogate_config::cluster::StoreUrl;
@@ -74,8 +75,9 @@ pub struct Target {
     pub url: StoreUrl,
     /// `AUTH` password when the URL has none (`GOGATE_REDIS_PASSWORD`).
     pub password: Option<String>,
-    /// For `rediss://`.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// For `rediss://`: the CA file (absolute) the server's certificate must chain to; `None`
+    /// = the system bundle. Read by the connection task (off any actor), once per start.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Target {
@@ -138,7 +140,13 @@ impl Conn {
 
     async fn send(&self, bytes: Vec<u8>, replies: usize) -> Result<Vec<Value>, StoreError> {
         if !self.is_up() {
-            return Err(StoreError::Down("not connected".into()));
+            // The first connection is still being made: wait for it (the caller's bound
+            // applies), so a fresh gateway does not skip the store. Once it was up, a lost
+            // connection fails fast.
+            let mut epoch = self.epoch.clone();
+            if *epoch.borrow() != 0 || epoch.changed().await.is_err() || !self.is_up() {
+                return Err(StoreError::Down("not connected".into()));
+            }
         }
         let (done, rx) = oneshot::channel();
         self.tx
@@ -159,15 +167,44 @@ impl Conn {
 trait Io: AsyncRead + AsyncWrite + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
+/// The TLS client configuration of a `rediss://` target, read with `tokio::fs` (the blocking
+/// pool), so no worker or actor thread waits on the disk.
+async fn load_tls(t: &Target) -> Result<Arc<rustls::ClientConfig>, String> {
+    let pem = match &t.ca_file {
+        Some(f) => Some(
+            tokio::fs::read(f)
+                .await
+                .map_err(|e| format!("cluster.caFile {}: {e}", f.display()))?,
+        ),
+        None => {
+            let mut found = None;
+            for p in SYSTEM_BUNDLES {
+                if let Ok(b) = tokio::fs::read(p).await {
+                    found = Some(b);
+                    break;
+                }
+            }
+            Some(found.ok_or("no system CA bundle found; set cluster.caFile")?)
+        }
+    };
+    tls_config(pem.as_deref().unwrap_or_default())
+}
+
 /// Connects, authenticates and selects the database.
-async fn connect(t: &Target) -> Result<Box<dyn Io>, String> {
+async fn connect(
+    t: &Target,
+    tls: &mut Option<Arc<rustls::ClientConfig>>,
+) -> Result<Box<dyn Io>, String> {
     let addr = format!("{}:{}", t.url.host, t.url.port);
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
         .await
         .map_err(|_| format!("connect to {addr} timed out"))?
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let mut io: Box<dyn Io> = match &t.tls {
+    if t.url.tls && tls.is_none() {
+        *tls = Some(load_tls(t).await?);
+    }
+    let mut io: Box<dyn Io> = match tls.as_ref().filter(|_| t.url.tls) {
         None => Box::new(tcp),
         Some(cfg) => {
             let name = rustls::pki_types::ServerName::try_from(t.url.host.clone())
@@ -233,8 +270,9 @@ async fn run(
     epoch: watch::Sender<u64>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let mut tls = None;
     loop {
-        let why = match connect(&t).await {
+        let why = match connect(&t, &mut tls).await {
             Ok(io) => {
                 backoff = BACKOFF_MIN;
                 up.store(true, Ordering::Relaxed);
@@ -328,29 +366,14 @@ fn deliver(rbuf: &mut Vec<u8>, inflight: &mut VecDeque<InFlight>) -> Result<(), 
     Ok(())
 }
 
-/// The rustls client configuration for a `rediss://` store: the CA in `ca_pem`, else the
-/// system's bundle.
-pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// The rustls client configuration for a `rediss://` store trusting the CAs in `pem`.
+pub fn tls_config(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    let bundle;
-    let pem: &[u8] = match ca_pem {
-        Some(p) => p,
-        None => {
-            bundle = SYSTEM_BUNDLES
-                .iter()
-                .find_map(|p| std::fs::read(p).ok())
-                .ok_or("no system CA bundle found; set cluster.caFile")?;
-            &bundle
-        }
-    };
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("CA file: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("CA certificate: {e}"))?;
-    }
+    // A system bundle may hold certificates rustls cannot use; those are skipped.
+    let certs = CertificateDer::pem_slice_iter(pem).filter_map(Result::ok);
+    roots.add_parsable_certificates(certs);
     if roots.is_empty() {
         return Err("the CA file holds no certificate".into());
     }

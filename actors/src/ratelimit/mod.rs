@@ -52,6 +52,9 @@ pub struct RateLimiter {
     key: LimitKey,
     epoch: Instant,
     buckets: Buckets,
+    /// `scope: global` with a cluster store: the limit's name in the store (`server`,
+    /// `route:NAME`); the buckets here are then the `onStoreDown: local` fallback.
+    global: Option<Arc<str>>,
 }
 
 impl RateLimiter {
@@ -73,7 +76,23 @@ impl RateLimiter {
             key,
             epoch: Instant::now(),
             buckets,
+            global: None,
         }
+    }
+
+    /// This limiter counted in the cluster store under `id`.
+    pub fn shared_as(mut self, id: String) -> Self {
+        self.global = Some(id.into());
+        self
+    }
+
+    /// The limit's name in the cluster store, when it is global.
+    pub fn global_id(&self) -> Option<&str> {
+        self.global.as_deref()
+    }
+
+    pub fn shape(&self) -> &BucketShape {
+        &self.shape
     }
 
     /// A limiter for L4 connections: `header:NAME` has no meaning there and becomes global.
@@ -155,11 +174,17 @@ impl RateLimitSnapshot {
     #[inline]
     pub fn check(&self, key: RateKey<'_>, stats: &Stats) -> Decision {
         let d = self.limiter.check(key);
+        self.count(&d, stats);
+        d
+    }
+
+    /// Counts a decision made elsewhere (the cluster store's bucket) like [`check`](Self::check)'s.
+    #[inline]
+    pub fn count(&self, d: &Decision, stats: &Stats) {
         if !d.allowed {
             self.rejected.inc();
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
-        d
     }
 }
 
@@ -192,16 +217,29 @@ pub struct RateLimits {
     tcp: Option<Arc<RateLimiter>>,
     /// Routes' own limiters, by route name.
     routes: Vec<(String, Arc<RateLimiter>)>,
+    /// `scope: global` limits count in the cluster store (`cluster.store` with
+    /// `cluster.rateLimit`); otherwise every limiter is this replica's own.
+    shared: bool,
 }
 
 impl RateLimits {
-    pub fn new(server: &RateLimitConfig) -> Self {
+    /// `shared`: the configuration's cluster store takes `scope: global` limits. L4 connection
+    /// admission always counts locally (it is decided at accept, before any await).
+    pub fn new(server: &RateLimitConfig, shared: bool) -> Self {
+        let http = |cfg: &RateLimitConfig| {
+            let l = RateLimiter::new(cfg);
+            match shared && cfg.scope == gogate_config::Scope::Global {
+                true => l.shared_as("server".into()),
+                false => l,
+            }
+        };
         RateLimits {
-            http: server.enabled.then(|| Arc::new(RateLimiter::new(server))),
+            http: server.enabled.then(|| Arc::new(http(server))),
             tcp: server
                 .enabled
                 .then(|| Arc::new(RateLimiter::for_connections(server))),
             routes: Vec::new(),
+            shared,
         }
     }
 
@@ -217,7 +255,11 @@ impl RateLimits {
                 if let Some((_, l)) = self.routes.iter().find(|(n, _)| *n == route.name) {
                     Arc::clone(l)
                 } else {
-                    let own = Arc::new(RateLimiter::new(&own.into()));
+                    let mut l = RateLimiter::new(&own.into());
+                    if self.shared && own.scope == gogate_config::Scope::Global {
+                        l = l.shared_as(format!("route:{}", route.name));
+                    }
+                    let own = Arc::new(l);
                     self.routes.push((route.name.clone(), Arc::clone(&own)));
                     own
                 }

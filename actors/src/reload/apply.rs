@@ -389,7 +389,10 @@ impl ConfigActor {
     /// changes) they keep their buckets.
     pub(crate) fn sync_backends(&mut self, new_generation: bool) {
         if new_generation {
-            self.limits = RateLimits::new(&self.config.server.rate_limit);
+            self.limits = RateLimits::new(
+                &self.config.server.rate_limit,
+                self.config.cluster.shares_rate_limits(),
+            );
         }
         let desired = desired_backends(&self.config, &self.registrations, &self.dns);
         let current: BTreeMap<String, u32> = self
