@@ -3,12 +3,14 @@
 bundled in the wheel: no helm binary, no download, no cluster).
 
     helm_sdk.py version
-    helm_sdk.py lint     CHART [-f VALUES]... [--set K=V]... [--kube-version v1.30.0]
-    helm_sdk.py template CHART [-f VALUES]... [--set K=V]... [--set-file K=PATH]... [--name N]
+    helm_sdk.py lint     CHART [-f VALUES]... [--set K=V]... [--set-string K=V]...
+                         [--set-file K=PATH]... [--kube-version v1.30.0]
+    helm_sdk.py template CHART (the same value options) [--name N]
                          [--namespace NS] --out FILE      (every manifest, as `helm template`)
                          [--notes FILE]                   (the rendered NOTES.txt)
+                         [--values-out FILE]              (the values Helm rendered with, JSON)
 
-Values files and --set are merged in order, as `helm install -f A -f B --set ...` does; the
+Values files, then --set, --set-string and --set-file, are merged as `helm install` does; the
 chart's values.schema.json is applied by Helm's render (and lint).
 Exit status: 0 on success, 1 when lint reports an error (or a warning: lint runs strict) or a
 render fails, with Helm's message on stderr.
@@ -17,6 +19,7 @@ render fails, with Helm's message on stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 
@@ -41,7 +44,9 @@ def user_values(args: argparse.Namespace) -> dict:
         merge(values, helm.values_from_yaml(pathlib.Path(path).read_text()))
     for expr in args.set or []:
         merge(values, helm.parse_set_string(expr))
-    for expr in getattr(args, "set_file", None) or []:
+    for expr in args.set_string or []:
+        merge(values, helm.parse_set_string_values(expr))
+    for expr in args.set_file or []:
         merge(values, helm.parse_set_file(expr))
     return values
 
@@ -87,6 +92,10 @@ def cmd_template(args: argparse.Namespace) -> int:
     pathlib.Path(args.out).write_text("".join(docs))
     if args.notes:
         pathlib.Path(args.notes).write_text(notes)
+    if args.values_out:
+        with helm.Chart.load(args.chart) as chart:
+            merged = chart.merge_values(values)
+        pathlib.Path(args.values_out).write_text(json.dumps(merged, indent=2, sort_keys=True))
     print(f"rendered {len(docs)} template(s) to {args.out}")
     return 0
 
@@ -100,14 +109,16 @@ def main() -> int:
         p.add_argument("chart")
         p.add_argument("-f", "--values", action="append")
         p.add_argument("--set", action="append")
+        p.add_argument("--set-string", action="append")
+        p.add_argument("--set-file", action="append")
         if name == "lint":
             p.add_argument("--kube-version", default="v1.30.0")
         else:
-            p.add_argument("--set-file", action="append")
             p.add_argument("--name", default="gogate")
             p.add_argument("--namespace", default="default")
             p.add_argument("--out", required=True)
             p.add_argument("--notes")
+            p.add_argument("--values-out")
     args = parser.parse_args()
     if args.cmd == "version":
         print(f"helm-python-sdk {helm.__version__}, helm-c {helm.helm_c_version()}, "
