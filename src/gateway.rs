@@ -13,8 +13,10 @@ use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use futures_util::FutureExt;
+use gogate_actors::cluster::StoreSettings;
 use gogate_actors::config_actor::StopHealthChecks;
 use gogate_actors::dns::resolve_at_start;
+use gogate_actors::registry::shared::SharedSettings;
 use gogate_actors::registry::RegistrySink;
 use gogate_actors::reload::SetListenerSink;
 use gogate_actors::supervise;
@@ -179,10 +181,29 @@ impl Gateway {
                 log.clone(),
             );
             let sink = RegistrySink::to(&config_addr);
+            // `cluster.registry` with a store: the registry lives there, mirrored here.
+            let shared = cfg
+                .cluster
+                .shares_registry()
+                .then(|| StoreSettings::from_config(cfg, &metrics))
+                .flatten()
+                .map(|st| SharedSettings {
+                    target: st.target.clone(),
+                    prefix: st.prefix.clone(),
+                });
             supervise::start("registry", &log, move |_| {
-                RegistryActor::new(&rc, Some(sink), gauge, &rlog)
+                let actor = RegistryActor::new(&rc, Some(sink), gauge, &rlog);
+                match shared.clone() {
+                    Some(settings) => actor.with_store(settings),
+                    None => actor,
+                }
             })
         });
+        // `gogate_store_up` follows the store the published configuration names.
+        actix_rt::spawn(gogate_actors::cluster::monitor(
+            cell.clone(),
+            metrics.store_up.clone(),
+        ));
         // 3. The data-plane listeners, owned by the manager that moves them on reload.
         let limits = &s.limits;
         let drain_timeout = s.shutdown.drain_timeout.get();

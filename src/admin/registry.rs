@@ -9,7 +9,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use gogate_actors::registry::spec::parse_spec;
 use gogate_actors::registry::{
-    Deregister, GetService, GetServices, Heartbeat, Register, Registration, RegistryActor, Service,
+    Deregister, GetService, GetServices, Heartbeat, Register, Registration, RegistryActor,
+    RegistryError, Service,
 };
 use gogate_config::Dur;
 use serde_json::{json, Value};
@@ -65,20 +66,22 @@ async fn register(s: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
         Err(e) => return unavailable(e),
     };
     match reg.send(Register(spec)).await {
-        Ok(Ok(Registration::Created(svc))) => {
-            HttpResponse::Created().json(json!({"id": svc.id}))
-        }
+        Ok(Ok(Registration::Created(svc))) => HttpResponse::Created().json(json!({"id": svc.id})),
         Ok(Ok(Registration::Updated(svc))) => HttpResponse::Ok().json(json!({"id": svc.id})),
-        Ok(Err(full)) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
-                "registry is full (server.registry.maxServices = {}); deregister a service or raise the limit",
-                full.max
-            ),
-            "",
-        ),
+        Ok(Err(e)) => refused(&e),
         Err(e) => unavailable(e),
     }
+}
+
+/// 503 for a command the registry could not carry out, saying why.
+fn refused(e: &RegistryError) -> HttpResponse {
+    let msg = match e {
+        RegistryError::Full { max } => format!(
+            "registry is full (server.registry.maxServices = {max}); deregister a service or raise the limit"
+        ),
+        RegistryError::Store(why) => why.clone(),
+    };
+    json_error(StatusCode::SERVICE_UNAVAILABLE, &msg, "")
 }
 
 async fn list(req: HttpRequest, s: web::Data<AdminState>) -> HttpResponse {
@@ -129,7 +132,7 @@ async fn deregister(s: web::Data<AdminState>, id: web::Path<String>) -> HttpResp
 /// Sends a command about one service id: 204 when it was known, 404 when not.
 async fn id_command<M>(s: &AdminState, id: String, make: fn(String) -> M) -> HttpResponse
 where
-    M: actix::Message<Result = bool> + Send + 'static,
+    M: actix::Message<Result = Result<bool, RegistryError>> + Send + 'static,
     RegistryActor: actix::Handler<M>,
 {
     let reg = match actor(s) {
@@ -137,8 +140,9 @@ where
         Err(e) => return unavailable(e),
     };
     match reg.send(make(id.clone())).await {
-        Ok(true) => HttpResponse::NoContent().finish(),
-        Ok(false) => not_found(&id),
+        Ok(Ok(true)) => HttpResponse::NoContent().finish(),
+        Ok(Ok(false)) => not_found(&id),
+        Ok(Err(e)) => refused(&e),
         Err(e) => unavailable(e),
     }
 }

@@ -88,9 +88,23 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port.
+    /// Stops the server after it saved its data to disk (`SHUTDOWN SAVE`), so a
+    /// [`restart`](Self::restart) finds it again, as a persistent production store would.
+    pub fn stop_saving(&mut self) {
+        self.cli(&["SHUTDOWN", "SAVE"]);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (with what it saved, if anything).
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn(&[]);
+    }
+
+    /// Starts it again after [`stop_saving`](Self::stop_saving) (or [`stop`](Self::stop)).
+    pub fn start_again(&mut self) {
         self.spawn(&[]);
     }
 }

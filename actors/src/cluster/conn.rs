@@ -393,3 +393,92 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/cert.pem",
 ];
+
+/// What a subscription reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubEvent {
+    /// (Re)subscribed: messages sent while it was not may be lost; resynchronise.
+    Subscribed,
+    /// A message on the channel.
+    Message(Vec<u8>),
+    /// The connection was lost (it is being made again).
+    Lost(String),
+}
+
+/// Subscribes to `channel` on a connection of its own (a subscribed connection takes no other
+/// command), reconnecting with backoff; events go to the returned queue, which holds at most
+/// [`QUEUE`] (beyond that messages are dropped and a `Subscribed` forces a resync). The task
+/// ends when the receiver is dropped.
+pub fn subscribe(target: Target, channel: String) -> mpsc::Receiver<SubEvent> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::task::spawn_local(async move {
+        let mut backoff = BACKOFF_MIN;
+        let mut tls = None;
+        loop {
+            let why = match connect(&target, &mut tls).await {
+                Ok(io) => {
+                    backoff = BACKOFF_MIN;
+                    match listen(io, &channel, &tx).await {
+                        None => return,
+                        Some(why) => why,
+                    }
+                }
+                Err(e) => e,
+            };
+            if tx.send(SubEvent::Lost(why)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    });
+    rx
+}
+
+/// Serves one subscribed connection; `None` when the receiver is gone, else why it ended.
+async fn listen(mut io: Box<dyn Io>, channel: &str, tx: &mpsc::Sender<SubEvent>) -> Option<String> {
+    let mut out = Vec::new();
+    resp::encode(&["SUBSCRIBE", channel], &mut out);
+    if let Err(e) = io.write_all(&out).await {
+        return Some(e.to_string());
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut dropped = false;
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return None,
+            n = io.read_buf(&mut buf) => match n {
+                Ok(0) => return Some("closed by the server".into()),
+                Err(e) => return Some(e.to_string()),
+                Ok(_) => {}
+            },
+        }
+        let mut pos = 0;
+        loop {
+            let (v, used) = match resp::decode(&buf[pos..]) {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(e) => return Some(e.to_string()),
+            };
+            pos += used;
+            let Value::Array(items) = v else { continue };
+            let kind = items.first().and_then(Value::as_str).unwrap_or_default();
+            let event = match (kind, items.get(2)) {
+                ("subscribe", _) => SubEvent::Subscribed,
+                ("message", Some(Value::Bulk(payload))) => SubEvent::Message(payload.clone()),
+                _ => continue,
+            };
+            // A full queue drops the message; the next `Subscribed` (sent once there is room)
+            // makes the receiver resynchronise.
+            match tx.try_send(event) {
+                Ok(()) if dropped => {
+                    dropped = tx.try_send(SubEvent::Subscribed).is_err();
+                }
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => dropped = true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return None,
+            }
+        }
+        buf.drain(..pos);
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod ratelimit;
+pub mod registry;
 pub mod resp;
 
 use crate::metrics::Metrics;
@@ -65,5 +66,31 @@ impl StoreSettings {
     /// Whether a connection made for `other` serves these settings.
     pub fn same_store(&self, other: &StoreSettings) -> bool {
         self.identity == other.identity && self.prefix == other.prefix
+    }
+}
+
+/// Keeps `gogate_store_up` current: every second, PINGs the store the published snapshot names
+/// (on a connection of its own, made again when a reload changes the store); 0 without one.
+/// Runs for the life of the process.
+pub async fn monitor(cell: crate::SnapshotCell, gauge: prometheus::IntGauge) {
+    let mut current: Option<(std::sync::Arc<StoreSettings>, conn::Conn)> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let snap = cell.load();
+        let Some(store) = snap.store.clone() else {
+            current = None;
+            gauge.set(0);
+            continue;
+        };
+        if !current.as_ref().is_some_and(|(s, _)| s.same_store(&store)) {
+            current = Some((
+                std::sync::Arc::clone(&store),
+                conn::Conn::start(store.target.clone()),
+            ));
+        }
+        let Some((_, c)) = &current else { continue };
+        let ping = tokio::time::timeout(Duration::from_secs(1), c.call(&["PING"])).await;
+        gauge.set(i64::from(matches!(ping, Ok(Ok(_)))));
     }
 }

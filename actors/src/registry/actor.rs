@@ -27,7 +27,9 @@ pub struct RegistryActor {
     /// A delivery is on its way (one at a time).
     delivering: bool,
     gauge: IntGauge,
-    log: Logger,
+    /// `cluster.registry` with a store: the store holds the registry, this actor mirrors it.
+    pub(super) shared: Option<super::shared::Shared>,
+    pub(super) log: Logger,
 }
 
 impl RegistryActor {
@@ -45,19 +47,30 @@ impl RegistryActor {
             outbox: BTreeMap::new(),
             delivering: false,
             gauge,
+            shared: None,
             log: log.new(slog::o!("component" => "registry")),
         }
     }
 
+    /// Keeps the registry in the cluster store (`cluster.registry`), mirrored here.
+    pub fn with_store(mut self, settings: super::shared::SharedSettings) -> Self {
+        self.shared = Some(super::shared::Shared::new(settings));
+        self
+    }
+
+    pub(super) fn store_mut(&mut self) -> &mut ServiceStore {
+        &mut self.store
+    }
+
     /// Queues a change for the sink (replacing an undelivered one of the same id).
-    fn queue(&mut self, id: &str, change: Option<RegistryUpsert>) {
+    pub(super) fn queue(&mut self, id: &str, change: Option<RegistryUpsert>) {
         if self.sink.is_some() {
             self.outbox.insert(id.to_string(), change);
         }
     }
 
     /// Delivers queued changes one at a time, each after the previous was taken.
-    fn deliver(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn deliver(&mut self, ctx: &mut Context<Self>) {
         if self.delivering {
             return;
         }
@@ -72,8 +85,13 @@ impl RegistryActor {
         }));
     }
 
-    /// Removes every service past its deadline, logging and reporting each.
+    /// Removes every service past its deadline, logging and reporting each. A mirror of the
+    /// cluster store does not expire anything while the store is unreachable: it keeps
+    /// serving its last known set until the store answers again.
     fn sweep(&mut self) {
+        if self.shared.as_ref().is_some_and(|s| !s.up) {
+            return;
+        }
         for s in self.store.expire(Instant::now()) {
             self.expired(&s);
         }
@@ -82,6 +100,9 @@ impl RegistryActor {
 
     /// Expires the one service `id` if it is due.
     fn sweep_id(&mut self, id: &str) {
+        if self.shared.as_ref().is_some_and(|s| !s.up) {
+            return;
+        }
         if let Some(s) = self.store.expire_id(id, Instant::now()) {
             self.expired(&s);
             self.publish_size();
@@ -94,7 +115,7 @@ impl RegistryActor {
         self.queue(&s.id, None);
     }
 
-    fn publish_size(&self) {
+    pub(super) fn publish_size(&self) {
         self.gauge.set(self.store.len() as i64);
     }
 }
@@ -108,6 +129,9 @@ impl Actor for RegistryActor {
             act.deliver(ctx);
         });
         self.deliver(ctx);
+        if self.shared.is_some() {
+            self.start_shared(ctx);
+        }
     }
 }
 
@@ -122,27 +146,33 @@ impl Supervised for RegistryActor {
 
 /// Command: register a service, or update the one with the spec's id.
 #[derive(Message)]
-#[rtype(result = "Result<Registration, RegistryFull>")]
+#[rtype(result = "Result<Registration, RegistryError>")]
 pub struct Register(pub ServiceSpec);
 
-/// `maxServices` is reached (the admin API answers 503).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegistryFull {
-    pub max: usize,
+/// Why a registry command was not carried out (the admin API answers 503).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryError {
+    /// `maxServices` is reached.
+    Full { max: usize },
+    /// The cluster store holding the registry did not answer (named, without its password).
+    Store(String),
 }
 
 impl Handler<Register> for RegistryActor {
-    type Result = Result<Registration, RegistryFull>;
+    type Result = ActorResponse<Self, Result<Registration, RegistryError>>;
 
     fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shared.is_some() {
+            return self.register_shared(msg.0);
+        }
         let r = self.register(msg.0);
         self.deliver(ctx);
-        r
+        ActorResponse::reply(r)
     }
 }
 
 impl RegistryActor {
-    fn register(&mut self, spec: ServiceSpec) -> Result<Registration, RegistryFull> {
+    fn register(&mut self, spec: ServiceSpec) -> Result<Registration, RegistryError> {
         // An expired id registers anew (201); a full registry first drops what is due.
         if let Some(id) = &spec.id {
             self.sweep_id(id);
@@ -155,8 +185,14 @@ impl RegistryActor {
             .register(spec, Instant::now(), SystemTime::now())
             .map_err(|Full { max }| {
                 warn!(self.log, "service registration refused: registry full"; "max_services" => max);
-                RegistryFull { max }
+                RegistryError::Full { max }
             })?;
+        self.registered(&r);
+        Ok(r)
+    }
+
+    /// Logs a registration and reports it to the sink.
+    pub(super) fn registered(&mut self, r: &Registration) {
         let s = r.service();
         info!(self.log, "service registered"; "id" => &s.id, "name" => &s.name,
               "address" => &s.address, "weight" => s.weight, "ttl_ms" => s.ttl.as_millis() as u64,
@@ -164,45 +200,59 @@ impl RegistryActor {
         let id = s.id.clone();
         self.queue(&id, Some(upsert_of(s)));
         self.publish_size();
-        Ok(r)
     }
 }
 
 /// Command: keep a service alive; `false` if unknown (or already expired).
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<bool, RegistryError>")]
 pub struct Heartbeat(pub String);
 
 impl Handler<Heartbeat> for RegistryActor {
-    type Result = bool;
+    type Result = ActorResponse<Self, Result<bool, RegistryError>>;
 
-    fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) -> bool {
+    fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shared.is_some() {
+            return self.heartbeat_shared(msg.0);
+        }
         self.sweep_id(&msg.0);
         self.deliver(ctx);
-        self.store
-            .heartbeat(&msg.0, Instant::now(), SystemTime::now())
+        let known = self
+            .store
+            .heartbeat(&msg.0, Instant::now(), SystemTime::now());
+        ActorResponse::reply(Ok(known))
     }
 }
 
 /// Command: remove a service; `false` if unknown.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<bool, RegistryError>")]
 pub struct Deregister(pub String);
 
 impl Handler<Deregister> for RegistryActor {
-    type Result = bool;
+    type Result = ActorResponse<Self, Result<bool, RegistryError>>;
 
-    fn handle(&mut self, msg: Deregister, ctx: &mut Context<Self>) -> bool {
-        self.sweep_id(&msg.0);
-        let removed = self.store.deregister(&msg.0);
-        if let Some(s) = &removed {
-            info!(self.log, "service deregistered"; "id" => &s.id, "name" => &s.name,
-                  "address" => &s.address);
-            self.queue(&s.id, None);
-            self.publish_size();
+    fn handle(&mut self, msg: Deregister, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shared.is_some() {
+            return self.deregister_shared(msg.0);
         }
+        self.sweep_id(&msg.0);
+        let removed = self.remove(&msg.0, "service deregistered");
         self.deliver(ctx);
-        removed.is_some()
+        ActorResponse::reply(Ok(removed))
+    }
+}
+
+impl RegistryActor {
+    /// Removes a service (logged with `why`) and reports it; `false` if it was not held.
+    pub(super) fn remove(&mut self, id: &str, why: &'static str) -> bool {
+        let Some(s) = self.store.deregister(id) else {
+            return false;
+        };
+        info!(self.log, "{}", why; "id" => &s.id, "name" => &s.name, "address" => &s.address);
+        self.queue(&s.id, None);
+        self.publish_size();
+        true
     }
 }
 

@@ -71,8 +71,8 @@ async fn registration_emits_upsert_and_deregistration_emits_remove() {
     let r = reg.send(Register(spec("a"))).await.unwrap().unwrap();
     assert!(matches!(r, Registration::Created(_)));
     assert_eq!(gauge.get(), 1);
-    assert!(reg.send(Deregister("a".into())).await.unwrap());
-    assert!(!reg.send(Deregister("a".into())).await.unwrap());
+    assert!(reg.send(Deregister("a".into())).await.unwrap().unwrap());
+    assert!(!reg.send(Deregister("a".into())).await.unwrap().unwrap());
     assert_eq!(gauge.get(), 0);
     settle().await;
     let upsert = Event::Upsert("a".into(), "api".into(), "127.0.0.1:9001".into(), 3);
@@ -102,7 +102,7 @@ async fn heartbeats_keep_a_service_alive() {
     reg.send(Register(spec("a"))).await.unwrap().unwrap();
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(reg.send(Heartbeat("a".into())).await.unwrap());
+        assert!(reg.send(Heartbeat("a".into())).await.unwrap().unwrap());
     }
     assert_eq!(reg.send(GetServices::default()).await.unwrap().len(), 1);
     settle().await;
@@ -119,7 +119,7 @@ async fn a_late_heartbeat_between_sweeps_expires_instead_of_reviving() {
     let (reg, events, gauge) = start(Dur::millis(100), Dur::secs(5));
     reg.send(Register(spec("a"))).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(!reg.send(Heartbeat("a".into())).await.unwrap());
+    assert!(!reg.send(Heartbeat("a".into())).await.unwrap().unwrap());
     assert_eq!(gauge.get(), 0);
     settle().await;
     assert_eq!(

@@ -5,11 +5,12 @@
 
 pub mod actor;
 pub mod events;
+pub mod shared;
 pub mod spec;
 pub mod store;
 
 pub use actor::{
-    Deregister, GetService, GetServices, Heartbeat, Register, RegistryActor, RegistryFull,
+    Deregister, GetService, GetServices, Heartbeat, Register, RegistryActor, RegistryError,
 };
 pub use events::{RegistryRemove, RegistryUpsert};
 pub use spec::ServiceSpec;

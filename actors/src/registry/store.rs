@@ -69,6 +69,14 @@ impl ServiceStore {
         self.services.len()
     }
 
+    pub fn default_ttl(&self) -> Duration {
+        self.default_ttl
+    }
+
+    pub fn max_services(&self) -> usize {
+        self.max_services
+    }
+
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
     }
@@ -159,6 +167,22 @@ impl ServiceStore {
 
     pub fn get(&self, id: &str) -> Option<&Service> {
         self.services.get(id)
+    }
+
+    /// Puts a service as another replica made it (the cluster store's copy, with its own
+    /// times); `true` when it is new or its routing changed (name, address, weight).
+    pub fn mirror(&mut self, service: Service) -> bool {
+        let changed = self.services.get(&service.id).is_none_or(|old| {
+            (&old.name, &old.address, old.weight)
+                != (&service.name, &service.address, service.weight)
+        });
+        self.services.insert(service.id.clone(), service);
+        changed
+    }
+
+    /// Ids held now.
+    pub fn ids(&self) -> Vec<String> {
+        self.services.keys().cloned().collect()
     }
 
     /// Services matching the optional name and tag, ordered by name then id.

@@ -180,6 +180,21 @@ pub fn restart_required(old: &Config, new: &Config, live_listeners: bool) -> Vec
     );
     check(o.timeouts.idle != n.timeouts.idle, "server.timeouts.idle");
     check(old.logging.format != new.logging.format, "logging.format");
+    // The registry actor binds to its store at start (rate limits follow reloads live).
+    let (oc, nc) = (&old.cluster, &new.cluster);
+    let registry = o.registry.enabled || n.registry.enabled;
+    check(
+        registry && oc.shares_registry() != nc.shares_registry(),
+        "cluster.registry",
+    );
+    check(
+        registry && nc.shares_registry() && (oc.store != nc.store || oc.ca_file != nc.ca_file),
+        "cluster.store",
+    );
+    check(
+        registry && nc.shares_registry() && oc.key_prefix != nc.key_prefix,
+        "cluster.keyPrefix",
+    );
     keys
 }
 
