@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
-    dir: super::config_file::TempDir,
+    pub dir: super::config_file::TempDir,
+    /// Extra server arguments (kept for restarts).
+    extra: Vec<String>,
+    /// `requirepass`, when set (the readiness check authenticates with it).
+    password: Option<String>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
@@ -19,16 +23,32 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server and waits (bounded) until it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(|_| Vec::new(), None)
+    }
+
+    /// Starts a server with extra arguments (made from its directory, e.g. for TLS files) and
+    /// an optional `requirepass`.
+    pub fn start_with(
+        extra: impl FnOnce(&std::path::Path) -> Vec<String>,
+        password: Option<&str>,
+    ) -> RedisServer {
+        let dir = super::config_file::TempDir::new();
+        let mut extra = extra(&dir.0);
+        if let Some(p) = password {
+            extra.extend(["--requirepass".to_string(), p.to_string()]);
+        }
         let mut s = RedisServer {
             port: free_port(),
             child: None,
-            dir: super::config_file::TempDir::new(),
+            dir,
+            extra,
+            password: password.map(str::to_string),
         };
-        s.spawn(&[]);
+        s.spawn();
         s
     }
 
-    fn spawn(&mut self, extra: &[&str]) {
+    fn spawn(&mut self) {
         let port = self.port.to_string();
         let dir = self.dir.0.display().to_string();
         let mut args = vec![
@@ -47,7 +67,7 @@ impl RedisServer {
             "--loglevel",
             "warning",
         ];
-        args.extend_from_slice(extra);
+        args.extend(self.extra.iter().map(String::as_str));
         let child = Command::new("redis-server")
             .args(&args)
             .stdout(Stdio::null())
@@ -72,11 +92,12 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(p) = &self.password {
+            cmd.args(["--no-auth-warning", "-a", p]);
+        }
+        let out = cmd.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -100,12 +121,12 @@ impl RedisServer {
     /// Starts it again on the same port (with what it saved, if anything).
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn(&[]);
+        self.spawn();
     }
 
     /// Starts it again after [`stop_saving`](Self::stop_saving) (or [`stop`](Self::stop)).
     pub fn start_again(&mut self) {
-        self.spawn(&[]);
+        self.spawn();
     }
 }
 

@@ -58,6 +58,11 @@ impl Ca {
         }
     }
 
+    /// The CA certificate, PEM (for a config's CA file).
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
     pub fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         roots.add(self.cert.der().clone()).expect("CA as root");

@@ -91,6 +91,8 @@ impl fmt::Debug for Target {
 pub struct Conn {
     tx: mpsc::Sender<Request>,
     up: Arc<AtomicBool>,
+    /// The first connection attempt ended (either way).
+    tried: Arc<AtomicBool>,
     epoch: watch::Receiver<u64>,
 }
 
@@ -99,9 +101,16 @@ impl Conn {
     pub fn start(target: Target) -> Conn {
         let (tx, rx) = mpsc::channel(QUEUE);
         let up = Arc::new(AtomicBool::new(false));
+        let tried = Arc::new(AtomicBool::new(false));
         let (epoch_tx, epoch) = watch::channel(0);
-        tokio::task::spawn_local(run(target, rx, Arc::clone(&up), epoch_tx));
-        Conn { tx, up, epoch }
+        let state = (Arc::clone(&up), Arc::clone(&tried), epoch_tx);
+        tokio::task::spawn_local(run(target, rx, state));
+        Conn {
+            tx,
+            up,
+            tried,
+            epoch,
+        }
     }
 
     /// Whether the connection is established now.
@@ -144,7 +153,8 @@ impl Conn {
             // applies), so a fresh gateway does not skip the store. Once it was up, a lost
             // connection fails fast.
             let mut epoch = self.epoch.clone();
-            if *epoch.borrow() != 0 || epoch.changed().await.is_err() || !self.is_up() {
+            if self.tried.load(Ordering::Relaxed) || epoch.changed().await.is_err() || !self.is_up()
+            {
                 return Err(StoreError::Down("not connected".into()));
             }
         }
@@ -266,16 +276,19 @@ async fn connect(
 async fn run(
     t: Target,
     mut rx: mpsc::Receiver<Request>,
-    up: Arc<AtomicBool>,
-    epoch: watch::Sender<u64>,
+    (up, tried, epoch): (Arc<AtomicBool>, Arc<AtomicBool>, watch::Sender<u64>),
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut tls = None;
     loop {
-        let why = match connect(&t, &mut tls).await {
+        let attempt = connect(&t, &mut tls).await;
+        let first = !tried.load(Ordering::Relaxed);
+        let why = match attempt {
             Ok(io) => {
                 backoff = BACKOFF_MIN;
+                // `up` before `tried`: a request never sees "tried, not up" for a success.
                 up.store(true, Ordering::Relaxed);
+                tried.store(true, Ordering::Relaxed);
                 epoch.send_modify(|e| *e += 1);
                 let why = serve(io, &mut rx).await;
                 up.store(false, Ordering::Relaxed);
@@ -284,7 +297,14 @@ async fn run(
                     Some(e) => e,
                 }
             }
-            Err(e) => e,
+            Err(e) => {
+                tried.store(true, Ordering::Relaxed);
+                if first {
+                    // Wake the requests waiting for the first connection: it failed.
+                    epoch.send_modify(|_| {});
+                }
+                e
+            }
         };
         // Down: answer at once whatever arrives until it is time to try again.
         let sleep = tokio::time::sleep(backoff);
