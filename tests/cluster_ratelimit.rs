@@ -65,6 +65,10 @@ async fn two_replicas_share_one_bucket() {
         m.contains("gogate_rate_limit_rejected_total{listener=\"http\",route=\"api\"}"),
         "{m}"
     );
+    // Explain says the bucket is the shared one (and does not pretend to know its tokens).
+    let e = a.admin_get("/explain?path=/x").await.json();
+    assert_eq!(e["rate_limit"]["shared"], true, "{e:#}");
+    assert!(e["rate_limit"]["tokens"].is_null(), "{e:#}");
     a.stop().await;
     b.stop().await;
 }

@@ -86,7 +86,14 @@ pub fn explain(snap: &GatewaySnapshot, req: &ExplainRequest) -> Explanation {
             }
             None => {
                 out.rate_limit = snap.unmatched_rate_limit.as_ref().map(|l| {
-                    RateLimitReport::new(l, None, &snap.config.server.rate_limit, &headers, client)
+                    RateLimitReport::new(
+                        l,
+                        None,
+                        &snap.config.server.rate_limit,
+                        &headers,
+                        client,
+                        snap.store.is_some(),
+                    )
                 });
                 return out.reject(
                     404,
@@ -107,7 +114,14 @@ pub fn explain(snap: &GatewaySnapshot, req: &ExplainRequest) -> Explanation {
         .then(|| CorsReport::new(&route, &headers, false));
     out.rate_limit = route.rate_limit.as_ref().map(|l| {
         let own = config.and_then(|c| c.rate_limit.as_ref());
-        RateLimitReport::new(l, own, &snap.config.server.rate_limit, &headers, client)
+        RateLimitReport::new(
+            l,
+            own,
+            &snap.config.server.rate_limit,
+            &headers,
+            client,
+            snap.store.is_some(),
+        )
     });
     if out.rate_limited() {
         return out.reject(429, "rate limited");

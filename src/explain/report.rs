@@ -260,8 +260,12 @@ pub struct RateLimitReport {
     /// The bucket this request would take its token from.
     pub key: String,
     /// Tokens that bucket holds now (none taken); `None` when the key is unknown (a per-IP
-    /// limit without `client`). 0 = the request would get 429.
+    /// limit without `client`) or the bucket is the cluster store's. 0 = the request would
+    /// get 429.
     pub tokens: Option<u32>,
+    /// `scope: global` with a cluster store: the bucket is shared by every replica (and is
+    /// not read by explain).
+    pub shared: bool,
 }
 
 impl RateLimitReport {
@@ -271,13 +275,16 @@ impl RateLimitReport {
         server: &RateLimitConfig,
         headers: &HeaderMap,
         client: Option<IpAddr>,
+        store: bool,
     ) -> Self {
+        let shared = store && limit.limiter.global_id().is_some();
         let (scope, rate, burst) = match own.filter(|o| o.enabled) {
             Some(o) => ("route", o.rate, o.burst),
             None => ("server", server.rate, server.burst),
         };
         let key = limit.limiter.key();
         let tokens = match (key, client) {
+            _ if shared => None,
             (LimitKey::Ip, None) => None,
             (_, ip) => {
                 let ip = ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
@@ -297,6 +304,7 @@ impl RateLimitReport {
             key_by,
             key: super::limit_key(key, headers, client),
             tokens,
+            shared,
         }
     }
 }
