@@ -190,6 +190,7 @@ impl Gateway {
                 .map(|st| SharedSettings {
                     target: st.target.clone(),
                     prefix: st.prefix.clone(),
+                    errors: metrics.store_errors.with_label_values(&["registry"]),
                 });
             supervise::start("registry", &log, move |_| {
                 let actor = RegistryActor::new(&rc, Some(sink), gauge, &rlog);

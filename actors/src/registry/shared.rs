@@ -27,6 +27,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct SharedSettings {
     pub target: Target,
     pub prefix: String,
+    /// `gogate_store_errors_total{op="registry"}`.
+    pub errors: prometheus::IntCounter,
 }
 
 /// The actor's shared-mode state.
@@ -129,6 +131,7 @@ impl RegistryActor {
 
     fn mark_down(&mut self, e: &StoreError) {
         if let Some(s) = self.shared.as_mut() {
+            s.settings.errors.inc();
             if s.up {
                 warn!(self.log, "registry store unreachable; serving the last known services";
                       "store" => s.settings.target.url.redacted(), "error" => e.to_string());
