@@ -158,6 +158,17 @@ impl Removed {
         self.0.iter().any(|r| contains(&parse_path(r), &steps))
     }
 
+    /// Whether an item of the sequence at `path` was removed (what is said of the list as a
+    /// whole, such as that it is empty, may then only follow from the removal).
+    pub fn lost_item(&self, path: &str) -> bool {
+        let steps = parse_path(path);
+        self.0.iter().map(|r| parse_path(r)).any(|r| {
+            r.len() == steps.len() + 1
+                && matches!(r.last(), Some(Step::Index(_)))
+                && contains(&steps, &r)
+        })
+    }
+
     /// Whether something at or under `path` was removed.
     pub fn holds(&self, path: &str) -> bool {
         let steps = parse_path(path);

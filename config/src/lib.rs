@@ -177,11 +177,12 @@ pub fn prepare(text: &str, file: Option<&Path>) -> Result<PendingConfig, ConfigE
             normalize(&mut cfg);
             // Checks that a removed entry would make misleading (an empty list that had an
             // item with a bad key, a reference to a removed upstream) are skipped, and errors of
-            // removed entries dropped: their parse error says what is wrong.
+            // removed entries, or of a list about what it holds once an item was removed,
+            // dropped: the parse error says what is wrong.
             let incomplete = |path: &str| removed.touches(&removed.to_original(path));
             for mut e in validate::check(&cfg, &incomplete) {
                 e.path = removed.to_original(&e.path);
-                if !removed.covers(&e.path) {
+                if !removed.covers(&e.path) && !removed.lost_item(&e.path) {
                     errors.push(e);
                 }
             }

@@ -173,6 +173,9 @@ impl<'a> Doc<'a> {
                             .is_some_and(|t| t.is_empty() || t.starts_with(['.', '[']))
                 };
                 let seg = &r[..r.find(['.', '[']).unwrap_or(r.len())];
+                if seg.is_empty() {
+                    return None;
+                }
                 let exact = (0..entries.len()).filter(|&i| fits(&entries[i].key)).fold(
                     None,
                     |best: Option<usize>, i| match best {

@@ -235,6 +235,12 @@ fn consequences_of_a_removed_entry_are_not_reported() {
         ],
         "{e}"
     );
+    // A list whose only item has the wrong type is not also reported empty.
+    let e = errors(
+        "c.yaml",
+        "server:\n  backends: [{addr: \"127.0.0.1:9001\"}]\ncors:\n  allowedOrigins: [[\"https://a.test\"]]\n",
+    );
+    assert_eq!(spots(&e), [(4, 20, "cors.allowedOrigins[0]")], "{e}");
     // A value of the wrong type is reported, and the `missing field` its removal leaves is not.
     let e = errors(
         "c.yaml",
@@ -309,4 +315,26 @@ fn a_file_of_many_mistakes_stops_after_the_bound() {
     assert_eq!(e.0.len(), 101, "{e}");
     assert_eq!((e.0[99].line, e.0[99].column), (Some(100), Some(1)), "{e}");
     assert!(e.0[100].line.is_none() && e.0[100].message.contains("more than 100 errors"));
+}
+
+#[test]
+fn crlf_line_endings_comments_and_a_document_marker_change_nothing() {
+    let lf = errors("six.yaml", SIX_MISTAKES);
+    let crlf = SIX_MISTAKES.replace('\n', "\r\n");
+    assert_eq!(errors("six.yaml", &crlf), lf);
+    let marked = format!(
+        "--- # one document\n{}",
+        SIX_MISTAKES
+            .replace("server:\n", "server: # the default upstream\n")
+            .replace("      - name: apii\n", "      - name: apii # typo\n")
+    );
+    let moved: Vec<_> = spots(&errors("six.yaml", &marked))
+        .into_iter()
+        .map(|(l, c, p)| (l - 1, c, p.to_string()))
+        .collect();
+    let want: Vec<_> = spots(&lf)
+        .into_iter()
+        .map(|(l, c, p)| (l, c, p.to_string()))
+        .collect();
+    assert_eq!(moved, want);
 }
