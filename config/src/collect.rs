@@ -54,7 +54,7 @@ pub(crate) fn collect(text: &str) -> Result<Collected, ConfigError> {
             break;
         }
         let mut err = from_serde(&e);
-        let (node_path, node) = offending_node(&work, &err);
+        let (node_path, node, duplicate) = offending_node(&work, &err);
         let original = removed.to_original(&node_path);
         // An error of a node that holds a removed one (a `missing field` once a bad value was
         // taken out) is a consequence of the removal, not a second mistake.
@@ -73,7 +73,10 @@ pub(crate) fn collect(text: &str) -> Result<Collected, ConfigError> {
             errors.push(err);
         }
         span::blank(&mut work, node.blank);
-        removed.0.push(original);
+        // A second spelling of a key goes without a trace: the first stays and is checked.
+        if !duplicate {
+            removed.0.push(original);
+        }
         if serde_yaml::from_str::<serde::de::IgnoredAny>(&work).is_err() {
             break; // the text could not be cut there; report what was found
         }
@@ -85,8 +88,9 @@ pub(crate) fn collect(text: &str) -> Result<Collected, ConfigError> {
     })
 }
 
-/// The path of the entry an error is about (as serde_yaml names it) and where it is written.
-fn offending_node(text: &str, err: &ConfigError) -> (String, Option<span::Node>) {
+/// The path of the entry an error is about (as serde_yaml names it), where it is written, and
+/// whether it is the second occurrence of a key.
+fn offending_node(text: &str, err: &ConfigError) -> (String, Option<span::Node>, bool) {
     let join = |key: &str| match err.path.as_str() {
         "" => key.to_string(),
         p => format!("{p}.{key}"),
@@ -94,13 +98,13 @@ fn offending_node(text: &str, err: &ConfigError) -> (String, Option<span::Node>)
     if let Some(key) = backticked(&err.message, "unknown field `") {
         let path = join(key);
         let node = span::find(text, &path);
-        return (path, node);
+        return (path, node, false);
     }
     if let Some(field) = backticked(&err.message, "duplicate field `") {
         let node = span::find_duplicate(text, &err.path, field);
-        return (join(field), node);
+        return (join(field), node, true);
     }
-    (err.path.clone(), span::find(text, &err.path))
+    (err.path.clone(), span::find(text, &err.path), false)
 }
 
 /// The text between `prefix` (ending in a backtick) at the start of `message` and the next one.

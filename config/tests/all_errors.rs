@@ -299,6 +299,20 @@ fn a_duplicate_key_is_reported_at_its_second_spelling() {
         e.0[0].message.contains("duplicate field `listenAddr`"),
         "{e}"
     );
+    // The first spelling stays, and is checked; a third is a second error.
+    let e = errors(
+        "k.yaml",
+        "server:\n  backends: [{addr: \"127.0.0.1:9001\"}]\n  listenAddr: \"nope\"\n  listenAddr: \":1\"\n  listen: \":2\"\n",
+    );
+    assert_eq!(
+        spots(&e),
+        [
+            (3, 3, "server.listenAddr"),
+            (4, 3, "server"),
+            (5, 3, "server")
+        ],
+        "{e}"
+    );
 }
 
 #[test]
