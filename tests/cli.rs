@@ -358,6 +358,39 @@ fn validate_reports_every_cors_mistake_with_file_line_and_path() {
     assert!(err.contains("allowCredentials"), "{err}");
 }
 
+/// One mistake of each kind, found in one run, each on its own line, sorted: by `validate` and
+/// at startup alike.
+#[test]
+fn validate_and_startup_report_every_mistake_at_once_sorted_by_line() {
+    let f = TempFile::new(
+        "six-mistakes",
+        "server:\n  listenAddr: \":8080\"\n  backends:\n    - addr: \"127.0.0.1:9001\"\n  loadBalancer: \"round_robbin\"\n  health:\n    intervall: 5s\n  timeouts:\n    connect: \"5 seconds\"\nupstreams:\n  api:\n    backends:\n      - addr: \"nope\"\nroutes:\n  - name: api\n    match:\n      pathPrefix: \"api\"\n    upstreams:\n      - name: apii\n",
+    );
+    let expected: Vec<String> = [
+        "5:3: server.loadBalancer: invalid loadBalancer \"round_robbin\"; allowed: round_robin, weighted_round_robin, least_connections",
+        "7:5: server.health: unknown field `intervall`, expected one of `enabled`, `interval`, `timeout`, `unhealthyThreshold`, `unhealthy_threshold`, `healthyThreshold`, `healthy_threshold`, `checkType`, `check_type`, `httpPath`, `http_path`",
+        "9:5: server.timeouts.connect: unknown unit \" seconds\" in duration \"5 seconds\"; allowed units: ms, s, m, h",
+        "13:9: upstreams.api.backends[0].addr: invalid backend address \"nope\"; expected \"host:port\", e.g. \"127.0.0.1:9001\"",
+        "17:7: routes[0].match.pathPrefix: \"api\" must start with '/' and contain no '?', '#' or spaces",
+        "19:9: routes[0].upstreams[0].name: unknown upstream \"apii\"; defined: default, api",
+    ]
+    .iter()
+    .map(|l| format!("{}:{l}", f.path()))
+    .collect();
+    let (code, out, err) = run(&["validate", "-config", f.path()]);
+    assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
+    assert_eq!(err.lines().collect::<Vec<_>>(), expected, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let (code, out, err) = run(&["-config", f.path()]);
+    assert_eq!(code, Some(1), "stdout: {out}\nstderr: {err}");
+    for line in &expected {
+        assert!(
+            err.contains(line.as_str()),
+            "startup should report {line}: {err}"
+        );
+    }
+}
+
 #[test]
 fn validate_reads_gogate_config_when_no_flag_is_given() {
     let good = TempFile::new("env-good", &run_config("127.0.0.1:0", "127.0.0.1:0"));

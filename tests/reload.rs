@@ -328,23 +328,50 @@ async fn bad_reload_keeps_old_config() {
     let dir = TempDir::new();
     let (gw, path) = start(&dir, &yaml(&[&a.addr_str()], "", "")).await;
     let good = std::fs::read_to_string(&path).expect("read config");
+    // Each bad file with the errors it has, one line each: a file with three lists all three,
+    // sorted by line.
+    let three = good.replace(
+        "server:\n",
+        "server:\n  loadBalancer: fastest\n  frobnicate: 1\n",
+    ) + "routes:\n  - upstreams: [{name: nope}]\n";
+    let last = three.lines().count();
     let bad = [
-        ("server:\n  backends: [\n".to_string(), "gogate.yaml"),
+        (
+            "server:\n  backends: [\n".to_string(),
+            vec!["gogate.yaml".to_string()],
+        ),
         (
             good.replace("server:\n", "server:\n  frobnicate: 1\n"),
-            "frobnicate",
+            vec!["frobnicate".into()],
         ),
         (
             good.replace("server:\n", "server:\n  loadBalancer: fastest\n"),
-            "fastest",
+            vec!["fastest".into()],
+        ),
+        (
+            three,
+            vec![
+                "gogate.yaml:2:3: server.loadBalancer: invalid loadBalancer \"fastest\"".into(),
+                "gogate.yaml:3:3: server: unknown field `frobnicate`".into(),
+                format!(
+                    "gogate.yaml:{last}:18: routes[0].upstreams[0].name: unknown upstream \"nope\""
+                ),
+            ],
         ),
     ];
-    for (i, (text, needle)) in bad.iter().enumerate() {
+    for (i, (text, needles)) in bad.iter().enumerate() {
         write_raw(&path, text);
         let r = reload(&gw).await;
         assert_eq!(r.status, 400, "{}", r.body);
         let err = r.json()["error"].as_str().unwrap_or_default().to_string();
-        assert!(err.contains(needle), "error {err:?} should name {needle}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), needles.len(), "{err}");
+        for (line, needle) in lines.iter().zip(needles) {
+            assert!(
+                line.contains(needle.as_str()),
+                "error {line:?} should name {needle}"
+            );
+        }
         assert!(
             err.contains("gogate.yaml"),
             "error {err:?} should name the file"
@@ -359,7 +386,13 @@ async fn bad_reload_keeps_old_config() {
         assert!(reloads_metric(&text, "failure") >= (i + 1) as f64, "{text}");
         assert_eq!(reloads_metric(&text, "success"), 0.0);
     }
-    assert!(!gw.logs.with_msg("configuration reload failed").is_empty());
+    let failures = gw.logs.with_msg("configuration reload failed");
+    assert!(
+        failures
+            .iter()
+            .any(|l| l["error"].as_str().is_some_and(|e| e.lines().count() == 3)),
+        "the log line of a failed reload lists every error: {failures:?}"
+    );
     gw.stop().await;
 }
 

@@ -4,7 +4,7 @@
 
 use crate::duration::Dur;
 use crate::error::ConfigError;
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 
@@ -127,14 +127,15 @@ impl Serialize for OnStoreDown {
 
 impl<'de> Deserialize<'de> for OnStoreDown {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match text.trim().to_ascii_lowercase().as_str() {
-            "local" => Ok(OnStoreDown::Local),
-            "deny" => Ok(OnStoreDown::Deny),
-            _ => Err(de::Error::custom(format!(
-                "invalid onStoreDown {text:?}; allowed: local, deny"
-            ))),
-        }
+        crate::model::parse_str(d, "local or deny", |text| {
+            match text.trim().to_ascii_lowercase().as_str() {
+                "local" => Ok(OnStoreDown::Local),
+                "deny" => Ok(OnStoreDown::Deny),
+                _ => Err(format!(
+                    "invalid onStoreDown {text:?}; allowed: local, deny"
+                )),
+            }
+        })
     }
 }
 
@@ -165,14 +166,13 @@ impl Serialize for Scope {
 
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match text.trim().to_ascii_lowercase().as_str() {
-            "local" => Ok(Scope::Local),
-            "global" => Ok(Scope::Global),
-            _ => Err(de::Error::custom(format!(
-                "invalid scope {text:?}; allowed: local, global"
-            ))),
-        }
+        crate::model::parse_str(d, "local or global", |text| {
+            match text.trim().to_ascii_lowercase().as_str() {
+                "local" => Ok(Scope::Local),
+                "global" => Ok(Scope::Global),
+                _ => Err(format!("invalid scope {text:?}; allowed: local, global")),
+            }
+        })
     }
 }
 

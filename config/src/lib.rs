@@ -1,11 +1,13 @@
 //! gogate-config: the YAML schema, defaults, validation and error reporting of gogate.
 //! It knows nothing of actix: the actors crate turns a validated [`Config`] into snapshots.
 //!
-//! Loading is parse (serde, unknown keys rejected) → normalise (fold dialects, name routes)
-//! → validate (every value) → locate (line/column for each error).
+//! Loading is parse (serde, unknown keys rejected; every structural error is collected, see
+//! `collect.rs`) → normalise (fold dialects, name routes) → validate (every value) → locate
+//! (line/column for each error) → sort by line.
 
 pub mod addr;
 pub mod cluster;
+mod collect;
 pub mod cors;
 pub mod diff;
 pub mod duration;
@@ -16,6 +18,7 @@ pub mod model;
 pub mod rate_limit;
 pub mod redact;
 mod sections;
+mod span;
 pub mod sticky;
 pub mod tls;
 pub mod validate;
@@ -33,12 +36,6 @@ pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
 
 /// The name of the upstream made of `server.backends`.
 pub const DEFAULT_UPSTREAM: &str = "default";
-
-/// Hints for keys of the original gateway that have no meaning here.
-const RENAMED_KEYS: &[(&str, &str)] = &[
-    ("window", "the circuit breaker counts consecutive failures (failureThreshold); remove circuitBreaker.window"),
-    ("http_transport", "upstream connection reuse is server.tcpPool and upstream timeouts are server.timeouts"),
-];
 
 /// Reads, parses and validates the file at `path`, and the key files it references.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
@@ -88,9 +85,15 @@ impl PendingConfig {
         }
     }
 
-    /// The configuration without its keys (for comparisons that ignore the key files).
+    /// The configuration without its keys (for comparisons that ignore the key files); with
+    /// [`has_errors`](Self::has_errors), only what could be parsed of it.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether the text has errors ([`finish`](Self::finish) then reports them all).
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
     }
 
     /// Compiles the keys from `files` and returns the configuration, or every error found.
@@ -107,19 +110,26 @@ impl PendingConfig {
             return Ok(self.config);
         }
         let (text, file) = (&self.text, self.file.as_deref());
-        Err(ConfigErrors(
-            self.errors
-                .into_iter()
-                .map(|mut e| {
-                    if let Some((line, col)) = locate::locate(text, &e.path) {
-                        e.line = Some(line);
-                        e.column = Some(col);
-                    }
-                    e.file = file.map(Path::to_path_buf);
-                    e
-                })
-                .collect(),
-        ))
+        let mut errors: Vec<ConfigError> = Vec::with_capacity(self.errors.len());
+        for mut e in self.errors {
+            if e.line.is_none() {
+                // The entry itself where it is written (flow collections too), else the deepest
+                // key of its path that is.
+                let exact = span::find(text, &e.path).map(|n| span::line_col(text, n.at));
+                if let Some((line, col)) = exact.or_else(|| locate::locate(text, &e.path)) {
+                    e.line = Some(line);
+                    e.column = Some(col);
+                }
+            }
+            e.file = file.map(Path::to_path_buf);
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+        // By line and column; errors without a line (whole-file ones) last. Stable: errors on
+        // one spot keep the order they were found in.
+        errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+        Err(ConfigErrors(errors))
     }
 }
 
@@ -143,73 +153,56 @@ impl Config {
 }
 
 /// Parses, normalises and validates YAML text without reading any other file. Syntax errors
-/// fail here; value errors are kept for [`PendingConfig::finish`], so they are reported
-/// together with the key files' ones.
+/// (invalid YAML) fail here, as the one error they are; every other error is kept for
+/// [`PendingConfig::finish`], so that they are all reported together with the key files' ones.
 pub fn prepare(text: &str, file: Option<&Path>) -> Result<PendingConfig, ConfigErrors> {
-    let with_file = |mut e: ConfigError| {
-        e.file = file.map(Path::to_path_buf);
-        e
-    };
     let blank = text.lines().all(|l| {
         let t = l.trim();
         t.is_empty() || t.starts_with('#') || t == "---"
     });
-    let mut cfg: Config = if blank {
-        Config::default()
+    let collected = if blank {
+        collect::Collected {
+            config: Some(Config::default()),
+            errors: Vec::new(),
+            removed: collect::Removed::default(),
+        }
     } else {
-        serde_yaml::from_str(text).map_err(|e| ConfigErrors::single(with_file(from_serde(&e))))?
+        collect::collect(text).map_err(|mut e| {
+            e.file = file.map(Path::to_path_buf);
+            ConfigErrors::single(e)
+        })?
     };
-    normalize(&mut cfg);
-    // Files named in the config are relative to its directory (DESIGN B10).
-    if !cfg.cluster.ca_file.is_empty() {
-        let path = base_dir(file).join(&cfg.cluster.ca_file);
-        cfg.cluster.ca_file = path.display().to_string();
-    }
-    let errors = validate::validate(&cfg);
+    let mut errors = collected.errors;
+    let removed = &collected.removed;
+    let config = match collected.config {
+        Some(mut cfg) => {
+            normalize(&mut cfg);
+            // Files named in the config are relative to its directory (DESIGN B10).
+            if !cfg.cluster.ca_file.is_empty() {
+                let path = base_dir(file).join(&cfg.cluster.ca_file);
+                cfg.cluster.ca_file = path.display().to_string();
+            }
+            // Checks that a removed entry would make misleading (an empty list that had an
+            // item with a bad key, a reference to a removed upstream) are skipped, and errors of
+            // removed entries, or of a list about what it holds once an item was removed,
+            // dropped: the parse error says what is wrong.
+            let incomplete = |path: &str| removed.touches(&removed.to_original(path));
+            for mut e in validate::check(&cfg, &incomplete) {
+                e.path = removed.to_original(&e.path);
+                if !removed.covers(&e.path) && !removed.lost_item(&e.path) {
+                    errors.push(e);
+                }
+            }
+            cfg
+        }
+        None => Config::default(),
+    };
     Ok(PendingConfig {
         text: text.to_string(),
         file: file.map(Path::to_path_buf),
-        config: cfg,
+        config,
         errors,
     })
-}
-
-/// Turns serde_yaml's error ("server.health: unknown field `x`, expected ... at line 3 column 5")
-/// into a located [`ConfigError`] with the path split out.
-fn from_serde(e: &serde_yaml::Error) -> ConfigError {
-    let mut msg = e.to_string();
-    if let Some(i) = msg.find(" at line ") {
-        msg.truncate(i);
-    }
-    let (path, mut message) = match msg.split_once(": ") {
-        Some((p, m)) if !p.contains(' ') => (p.to_string(), m.to_string()),
-        _ => (String::new(), msg),
-    };
-    let mut path = path;
-    // Our scalar parsers say `invalid KEY "value"; allowed: ...`, but serde_yaml's path stops at
-    // the enclosing mapping: name the key too.
-    if let Some((key, rest)) = message
-        .strip_prefix("invalid ")
-        .and_then(|m| m.split_once(' '))
-    {
-        if !path.is_empty()
-            && rest.starts_with('"')
-            && key.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            path = format!("{path}.{key}");
-        }
-    }
-    for (key, hint) in RENAMED_KEYS {
-        if message.starts_with(&format!("unknown field `{key}`")) {
-            message = format!("unknown field `{key}`: {hint}");
-        }
-    }
-    let mut err = ConfigError::new(path, message);
-    if let Some(loc) = e.location() {
-        err.line = Some(loc.line());
-        err.column = Some(loc.column());
-    }
-    err
 }
 
 /// Folds dialects into one form: the original's `server.logging`, unnamed routes, method and

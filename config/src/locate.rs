@@ -5,12 +5,12 @@
 
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     Key(String),
     Index(usize),
 }
 
-fn parse_path(path: &str) -> Vec<Step> {
+pub(crate) fn parse_path(path: &str) -> Vec<Step> {
     let mut steps = Vec::new();
     for part in path.split('.') {
         let (key, mut rest) = match part.find('[') {
@@ -31,7 +31,7 @@ fn parse_path(path: &str) -> Vec<Step> {
 }
 
 /// camelCase and snake_case spellings compare equal; `listen` is the alias of `listenAddr`.
-fn key_matches(written: &str, wanted: &str) -> bool {
+pub(crate) fn key_matches(written: &str, wanted: &str) -> bool {
     let norm = |s: &str| -> String {
         s.chars()
             .filter(|c| *c != '_' && *c != '-')
@@ -43,6 +43,7 @@ fn key_matches(written: &str, wanted: &str) -> bool {
         || (k == "listenaddr" && w == "listen")
         || (k == "httplistenaddr" && w == "httplisten")
         || (k == "pathprefix" && w == "prefix")
+        || (k == "addr" && w == "address")
 }
 
 struct Line<'a> {

@@ -158,14 +158,39 @@ impl Serialize for LbAlgorithm {
 
 impl<'de> Deserialize<'de> for LbAlgorithm {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        LbAlgorithm::parse(&text).ok_or_else(|| {
-            de::Error::custom(format!(
-                "invalid loadBalancer {text:?}; allowed: {}",
-                LbAlgorithm::ALLOWED
-            ))
+        parse_str(d, "a load-balancing algorithm", |text| {
+            LbAlgorithm::parse(text).ok_or_else(|| {
+                format!(
+                    "invalid loadBalancer {text:?}; allowed: {}",
+                    LbAlgorithm::ALLOWED
+                )
+            })
         })
     }
+}
+
+/// Deserializes a scalar through `parse`. The error is raised while the scalar is read, so
+/// serde_yaml gives it the value's own key path and position, not the enclosing mapping's.
+pub(crate) fn parse_str<'de, D, T, F>(
+    d: D,
+    expecting: &'static str,
+    parse: F,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    F: FnOnce(&str) -> Result<T, String>,
+{
+    struct V<F>(F, &'static str);
+    impl<T, F: FnOnce(&str) -> Result<T, String>> de::Visitor<'_> for V<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.1)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.0)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V(parse, expecting))
 }
 
 /// `tls:` TLS termination for L7 (rustls): the HTTPS listener, its certificates (chosen by SNI,

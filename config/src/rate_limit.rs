@@ -4,7 +4,7 @@
 
 pub use crate::cluster::Scope;
 use crate::error::ConfigError;
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// Largest `rate` (tokens per second): one token per nanosecond, the bucket clock's resolution.
@@ -42,18 +42,19 @@ impl Serialize for KeyBy {
 
 impl<'de> Deserialize<'de> for KeyBy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let lower = text.trim().to_ascii_lowercase();
-        match lower.as_str() {
-            "global" => Ok(KeyBy::Global),
-            "ip" => Ok(KeyBy::Ip),
-            _ => match lower.strip_prefix("header:") {
-                Some(name) if crate::validate::is_token(name) => Ok(KeyBy::Header(name.into())),
-                _ => Err(de::Error::custom(format!(
-                    "invalid keyBy {text:?}; allowed: global, ip, header:NAME"
-                ))),
-            },
-        }
+        crate::model::parse_str(d, "global, ip or header:NAME", |text| {
+            let lower = text.trim().to_ascii_lowercase();
+            match lower.as_str() {
+                "global" => Ok(KeyBy::Global),
+                "ip" => Ok(KeyBy::Ip),
+                _ => match lower.strip_prefix("header:") {
+                    Some(name) if crate::validate::is_token(name) => Ok(KeyBy::Header(name.into())),
+                    _ => Err(format!(
+                        "invalid keyBy {text:?}; allowed: global, ip, header:NAME"
+                    )),
+                },
+            }
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! `header:NAME`); `""` keeps the per-request weighted random choice. Parsed here so a typo is
 //! a config error with its key path, never a silently random split.
 
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// How a route's traffic split is made sticky.
@@ -60,12 +60,9 @@ impl Serialize for Sticky {
 
 impl<'de> Deserialize<'de> for Sticky {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Sticky::parse(&text).ok_or_else(|| {
-            de::Error::custom(format!(
-                "invalid sticky {text:?}; allowed: {}",
-                Sticky::ALLOWED
-            ))
+        crate::model::parse_str(d, "a sticky key", |text| {
+            Sticky::parse(text)
+                .ok_or_else(|| format!("invalid sticky {text:?}; allowed: {}", Sticky::ALLOWED))
         })
     }
 }

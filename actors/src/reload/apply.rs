@@ -168,11 +168,12 @@ impl ConfigActor {
             return; // a reload got there first
         }
         // The YAML only: key files are read by the reload this may trigger, not here (no
-        // blocking I/O in the actor).
+        // blocking I/O in the actor). A file with errors is never the same (what could be parsed
+        // of it may be): the reload reports them.
         let same = std::str::from_utf8(&bytes)
             .ok()
             .and_then(|t| prepare(t, self.file.as_deref()).ok())
-            .is_some_and(|p| *p.config() == self.config.without_keys());
+            .is_some_and(|p| !p.has_errors() && *p.config() == self.config.without_keys());
         if same {
             self.file_hash = Some(hash_bytes(&bytes));
         } else {

@@ -6,7 +6,7 @@
 use crate::addr::{check_backend_addr, parse_listen_addr, Cidr};
 use crate::error::ConfigError;
 use crate::model::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 /// Largest backend or split weight (bounds the smooth weighted round-robin schedule).
@@ -34,19 +34,37 @@ pub fn is_header_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
-struct Validator {
+mod routes;
+
+struct Validator<'a> {
     errors: Vec<ConfigError>,
+    /// Whether the entry at a path lost something to a parse error (see `collect.rs`): a list
+    /// that is empty for that reason is not reported empty, a removed upstream not unknown.
+    incomplete: &'a dyn Fn(&str) -> bool,
 }
 
-impl Validator {
+impl Validator<'_> {
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(path, msg));
+    }
+
+    fn incomplete(&self, path: &str) -> bool {
+        (self.incomplete)(path)
     }
 }
 
 /// Checks a parsed and normalised config; returns every problem found.
 pub fn validate(cfg: &Config) -> Vec<ConfigError> {
-    let mut v = Validator { errors: Vec::new() };
+    check(cfg, &|_| false)
+}
+
+/// [`validate`] of a configuration parsed with entries removed: `incomplete(path)` says whether
+/// the entry at `path` lost anything to a parse error.
+pub(crate) fn check(cfg: &Config, incomplete: &dyn Fn(&str) -> bool) -> Vec<ConfigError> {
+    let mut v = Validator {
+        errors: Vec::new(),
+        incomplete,
+    };
     let s = &cfg.server;
     let registry = s.registry.enabled;
 
@@ -84,9 +102,14 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
             ),
         );
     }
-    if s.backends.is_empty() && !s.listen_addr.is_empty() && !registry {
+    if s.backends.is_empty()
+        && !s.listen_addr.is_empty()
+        && !registry
+        && !v.incomplete("server.backends")
+    {
         v.err("server.listenAddr", "the L4 listener forwards to server.backends, which is empty; add backends or set listenAddr: \"\" to disable L4");
     }
+    let first = v.errors.len();
     sections(
         &mut v,
         "server",
@@ -95,6 +118,7 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
         &s.retry,
         &s.tcp_pool,
     );
+    let server_sections = v.errors[first..].to_vec();
     for (i, cidr) in s.trusted_proxies.iter().enumerate() {
         if let Err(e) = Cidr::parse(cidr) {
             v.err(format!("server.trustedProxies[{i}]"), e);
@@ -119,7 +143,7 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
                 "upstream names may use letters, digits, '.', '_' and '-'",
             );
         }
-        if up.backends.is_empty() && !registry {
+        if up.backends.is_empty() && !registry && !v.incomplete(&format!("{path}.backends")) {
             v.err(
                 format!("{path}.backends"),
                 "an upstream needs at least one backend",
@@ -127,6 +151,7 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
         }
         backends(&mut v, &format!("{path}.backends"), &up.backends);
         let eff = cfg.upstream_settings(name);
+        let first = v.errors.len();
         sections(
             &mut v,
             &path,
@@ -135,9 +160,24 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
             &eff.retry,
             &eff.tcp_pool,
         );
+        // A bad `server.*` value the upstream inherits is reported once, at `server.*`.
+        let own = serde_json::to_value(up).unwrap_or_default();
+        for e in v.errors.split_off(first) {
+            let rel = e.path.get(path.len() + 1..).unwrap_or_default();
+            let set = own
+                .pointer(&format!("/{}", rel.replace('.', "/")))
+                .is_some();
+            let inherited = !set
+                && server_sections
+                    .iter()
+                    .any(|s| s.message == e.message && s.path.strip_prefix("server.") == Some(rel));
+            if !inherited {
+                v.errors.push(e);
+            }
+        }
     }
 
-    routes(&mut v, cfg);
+    routes::routes(&mut v, cfg);
     v.errors
 }
 
@@ -229,7 +269,7 @@ fn tls_section(v: &mut Validator, t: &TlsConfig) {
             );
         }
     }
-    if t.enabled && pairs.is_empty() {
+    if t.enabled && pairs.is_empty() && !v.incomplete("server.tls.certificates") {
         v.err(
             "server.tls.certFile",
             "TLS is enabled without a certificate: set certFile and keyFile, or certificates",
@@ -365,173 +405,3 @@ fn limits(v: &mut Validator, l: &LimitsConfig) {
 
 /// The HTTP parser's own header-block ceiling; `maxHeaderBytes` must stay below it.
 pub const MAX_HEADER_BYTES_LIMIT: u32 = 32_768;
-
-fn routes(v: &mut Validator, cfg: &Config) {
-    let mut names = HashSet::new();
-    for (i, r) in cfg.routes.iter().enumerate() {
-        let p = format!("routes[{i}]");
-        if !names.insert(r.name.as_str()) {
-            v.err(
-                format!("{p}.name"),
-                format!("route name {:?} is used twice", r.name),
-            );
-        }
-        let m = &r.matcher;
-        if !m.host.is_empty() && !valid_host_pattern(&m.host) {
-            v.err(format!("{p}.match.host"), format!("invalid host {:?}; expected a host name such as \"api.example.com\" or \"*.example.com\" (no port)", m.host));
-        }
-        if !m.path.is_empty() && !m.path_prefix.is_empty() {
-            v.err(
-                format!("{p}.match.path"),
-                "set either path (exact) or pathPrefix, not both",
-            );
-        }
-        for (key, val) in [("path", &m.path), ("pathPrefix", &m.path_prefix)] {
-            if !val.is_empty() && (!val.starts_with('/') || val.contains(['?', '#', ' '])) {
-                v.err(
-                    format!("{p}.match.{key}"),
-                    format!("{val:?} must start with '/' and contain no '?', '#' or spaces"),
-                );
-            } else if !val.is_empty() && !is_normal_path(val) {
-                v.err(
-                    format!("{p}.match.{key}"),
-                    format!("{val:?} can never match: requests are matched on their normalised path, which has no '//', no '.' or '..' segment, no ';' parameters and no '\\'"),
-                );
-            }
-        }
-        for (j, meth) in m.methods.iter().enumerate() {
-            if !is_token(meth) {
-                v.err(
-                    format!("{p}.match.methods[{j}]"),
-                    format!("{meth:?} is not an HTTP method"),
-                );
-            }
-        }
-        header_map(v, &format!("{p}.match.headers"), &m.headers);
-        if r.strip_prefix && m.path_prefix.is_empty() {
-            v.err(
-                format!("{p}.stripPrefix"),
-                "needs match.pathPrefix (the prefix to strip)",
-            );
-        }
-        let mut total = 0u64;
-        let mut seen = HashSet::new();
-        for (j, u) in r.upstreams.iter().enumerate() {
-            if u.name != "default" && !cfg.upstreams.contains_key(&u.name) {
-                let known: Vec<&str> = std::iter::once("default")
-                    .chain(cfg.upstreams.keys().map(String::as_str))
-                    .collect();
-                v.err(
-                    format!("{p}.upstreams[{j}].name"),
-                    format!(
-                        "unknown upstream {:?}; defined: {}",
-                        u.name,
-                        known.join(", ")
-                    ),
-                );
-            }
-            if u.name == "default" && cfg.server.backends.is_empty() && !cfg.server.registry.enabled
-            {
-                v.err(
-                    format!("{p}.upstreams[{j}].name"),
-                    "the default upstream (server.backends) has no backends",
-                );
-            }
-            if u.weight > MAX_WEIGHT {
-                v.err(
-                    format!("{p}.upstreams[{j}].weight"),
-                    format!("{} is too large; allowed 0 to {MAX_WEIGHT}", u.weight),
-                );
-            }
-            if !seen.insert(u.name.as_str()) {
-                v.err(
-                    format!("{p}.upstreams[{j}].name"),
-                    format!("upstream {:?} is listed twice", u.name),
-                );
-            }
-            total += u64::from(u.weight);
-        }
-        if r.upstreams.is_empty() {
-            v.err(
-                format!("{p}.upstreams"),
-                "a route needs at least one upstream, e.g. [{name: default}]",
-            );
-        } else if total == 0 {
-            v.err(
-                format!("{p}.upstreams"),
-                "the weights add up to 0; at least one must be positive",
-            );
-        }
-        header_rules(v, &format!("{p}.requestHeaders"), &r.request_headers);
-        header_rules(v, &format!("{p}.responseHeaders"), &r.response_headers);
-        match r.auth.as_deref() {
-            None | Some("") => {}
-            Some(a) if a.eq_ignore_ascii_case("jwt") => {
-                if cfg.jwt.is_none() {
-                    v.err(
-                        format!("{p}.auth"),
-                        "auth: jwt needs the top-level jwt: block (algorithms and keys)",
-                    );
-                }
-            }
-            Some(other) => v.err(
-                format!("{p}.auth"),
-                format!("unknown auth {other:?}; allowed: jwt (or leave it unset for none)"),
-            ),
-        }
-        if let Some(rl) = &r.rate_limit {
-            let errors = RateLimitConfig::from(rl).check(&format!("{p}.rateLimit"));
-            v.errors.extend(errors);
-        }
-        if r.cors == Some(true) && cfg.cors.is_none() {
-            v.err(
-                format!("{p}.cors"),
-                "needs the top-level cors: block (the policy to apply), e.g. cors: {allowedOrigins: [\"https://app.example.com\"]}",
-            );
-        }
-    }
-}
-
-/// A route path in the form requests are matched in (see `gogate_actors::path`).
-fn is_normal_path(path: &str) -> bool {
-    let body = path.strip_suffix('/').unwrap_or(path);
-    !path.contains(['\\', ';'])
-        && (body.is_empty() || body[1..].split('/').all(|s| !matches!(s, "" | "." | "..")))
-}
-
-fn valid_host_pattern(host: &str) -> bool {
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    !name.is_empty()
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-fn header_map(v: &mut Validator, path: &str, map: &BTreeMap<String, String>) {
-    for (name, value) in map {
-        if !is_token(name) {
-            v.err(format!("{path}.{name}"), "is not a valid header name");
-        }
-        if !is_header_value(value) {
-            v.err(
-                format!("{path}.{name}"),
-                "value must be visible ASCII without line breaks",
-            );
-        }
-    }
-}
-
-fn header_rules(v: &mut Validator, path: &str, rules: &HeaderRules) {
-    header_map(v, &format!("{path}.set"), &rules.set);
-    header_map(v, &format!("{path}.add"), &rules.add);
-    for (i, name) in rules.remove.iter().enumerate() {
-        if !is_token(name) {
-            v.err(
-                format!("{path}.remove[{i}]"),
-                format!("{name:?} is not a valid header name"),
-            );
-        }
-    }
-}
