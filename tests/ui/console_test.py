@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.request
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the test
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (GOGATE_BIN, SHOTS, Backend, Browser, Gateway, Traffic,  # noqa: E402
                      cell, cell_of, click_action, log, row, shot, viewport, wait_for,
@@ -67,12 +68,13 @@ def console_run(tmp):
         extra_backends.append(three)
         req = urllib.request.Request(
             gw.admin("/v1/services"), method="POST",
-            data=json.dumps({"name": "catalog", "address": three.addr, "ttl": "45s"}).encode(),
+            data=json.dumps({"name": "catalog", "address": three.addr, "ttl": "5m"}).encode(),
             headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=2) as r:
             assert r.status == 201, r.status
         wait_for("the registered service listed", lambda: three.addr in b.text("#registry"), 3)
-        wait_for("its TTL left shown", lambda: " s" in cell_of(b, "#registry", "TTL left"), 2)
+        wait_for("its TTL left shown (5m less a little)",
+                 lambda: cell_of(b, "#registry", "TTL left").startswith("4m 5"), 2)
         wait_for("the registry backend in the upstream", lambda: row(b, "default", three.addr), 3)
         log("registry: service listed with its TTL left")
 
