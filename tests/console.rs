@@ -150,6 +150,9 @@ routes:
   - name: exact
     match: {{path: /api/v2/ping}}
     upstreams: [{{name: api}}]
+  - name: keyed
+    match: {{pathPrefix: /keyed, headers: {{X-Api-Key: hunter2}}}}
+    upstreams: [{{name: api}}]
 "#
     );
     let gw = gateway(&yaml).await;
@@ -171,7 +174,19 @@ routes:
         .iter()
         .map(|r| r["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["host", "exact", "api-v2", "api", "catch-all"]);
+    assert_eq!(
+        names,
+        ["host", "exact", "api-v2", "keyed", "api", "catch-all"]
+    );
+    // A secret in a match condition is redacted, as /config does.
+    assert!(!s.to_string().contains("hunter2"), "{}", s["routes"][3]);
+    assert_eq!(
+        s["routes"][3]["match"]["headers"]["X-Api-Key"],
+        "<redacted>"
+    );
+    assert!(s["routes"][3]["specificity"]
+        .to_string()
+        .contains("header x-api-key: <redacted>"));
     for (i, r) in s["routes"].as_array().expect("routes").iter().enumerate() {
         assert_eq!(r["rank"], i + 1, "{r}");
         assert!(r["specificity"].as_array().is_some_and(|w| w.len() >= 3));
@@ -180,7 +195,7 @@ routes:
     let x = gw.admin_get("/explain?path=/api/v2/users").await.json();
     assert_eq!(x["route"]["name"], "api-v2");
     assert_eq!(x["route"]["rank"], 3);
-    let api_route = &s["routes"][3];
+    let api_route = &s["routes"][4];
     assert_eq!(
         api_route["upstreams"],
         serde_json::json!([{"name": "api", "weight": 9}, {"name": "web", "weight": 1}])

@@ -4,6 +4,7 @@
 //! rates and per-interval p50/p99 from the differences between two polls), the configuration
 //! actor (the reload history) and the registry actor (services and the TTL they have left).
 //! Nothing moves: no counter, cursor, permit or token; the data plane is not asked anything.
+//! Secrets in route matches (a header condition on `X-Api-Key`) are redacted as `/config` does.
 
 use super::super::{reload, time, AdminState};
 use super::secured;
@@ -13,7 +14,7 @@ use gogate_actors::registry::{GetServices, Service};
 use gogate_actors::snapshot::{RouteSnapshot, UpstreamSnapshot};
 use gogate_actors::stats::BUCKETS;
 use gogate_actors::GatewaySnapshot;
-use gogate_config::{Config, Dur};
+use gogate_config::{redact, Config, Dur};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -83,8 +84,12 @@ fn route(snap: &GatewaySnapshot, r: &RouteSnapshot, rank: Option<usize>) -> Valu
     json!({
         "name": r.name,
         "rank": rank,
-        "specificity": r.rule.specificity(),
-        "match": config.map(|c| serde_json::to_value(&c.matcher).unwrap_or(Value::Null)),
+        "specificity": r.rule.specificity().into_iter().map(redact_word).collect::<Vec<_>>(),
+        "match": config.map(|c| {
+            let mut m = serde_json::to_value(&c.matcher).unwrap_or(Value::Null);
+            redact::redact(&mut m);
+            m
+        }),
         "upstreams": r.targets.iter().map(|t| json!({"name": t.upstream.name, "weight": t.weight})).collect::<Vec<_>>(),
         "strip_prefix": r.strip_prefix,
         "preserve_host": r.preserve_host,
@@ -92,6 +97,20 @@ fn route(snap: &GatewaySnapshot, r: &RouteSnapshot, rank: Option<usize>) -> Valu
         "rate_limit": r.rate_limit.is_some(),
         "cors": r.cors.is_some(),
     })
+}
+
+/// A `header name: value` word with its value redacted when the name is a secret's (as
+/// `GET /config` would redact it: `X-Api-Key`, `Authorization`, ...).
+fn redact_word(word: String) -> String {
+    match word
+        .strip_prefix("header ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((name, _)) if redact::is_sensitive_key(name) => {
+            format!("header {name}: {}", redact::REDACTED)
+        }
+        _ => word,
+    }
 }
 
 fn upstream(snap: &GatewaySnapshot, u: &UpstreamSnapshot) -> Value {
