@@ -1,6 +1,8 @@
 //! Admin API protection (DESIGN B6), decided once per request by [`check`] before any handler
 //! runs (the `guard` middleware wraps every admin route, `/metrics` included when it shares the
-//! listener). Only `GET /health` and `GET /ready` are open to all. For the rest, in order:
+//! listener). Only `GET /health`, `GET /ready` and the console's static files (`GET /ui`,
+//! `/ui/app.js`, `/ui/app.css`: no data in them; a browser navigation cannot send a token) are
+//! open to all. For the rest (`/ui/state`, the data the console shows, included), in order:
 //!
 //! 1. Browsers may not drive the admin API: a write (any method but GET, HEAD, OPTIONS) whose
 //!    `Origin` is not the admin's own (`http://<Host>`), or whose `Sec-Fetch-Site` is anything
@@ -81,7 +83,7 @@ pub struct AdminRequest<'a> {
 /// Decides an admin request (see the module doc): `Ok` lets it through.
 pub fn check(req: &AdminRequest<'_>, token: Option<&str>) -> Result<(), Denial> {
     let read = matches!(*req.method, Method::GET | Method::HEAD);
-    if read && (req.path == "/health" || req.path == "/ready") {
+    if read && (req.path == "/health" || req.path == "/ready" || is_console_asset(req.path)) {
         return Ok(());
     }
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
@@ -131,6 +133,11 @@ pub fn check(req: &AdminRequest<'_>, token: Option<&str>) -> Result<(), Denial> 
         None => {}
     }
     body_rules(req.headers)
+}
+
+/// The console's page, script and style sheet, by exact path (`/ui/state` is data: not one).
+fn is_console_asset(path: &str) -> bool {
+    super::ui::ASSET_PATHS.contains(&path)
 }
 
 /// 413 for a declared body over the cap, 415 for a body that is not JSON.
@@ -227,6 +234,68 @@ mod tests {
             peer: peer.parse().ok(),
         };
         check(&req, token)
+    }
+
+    #[test]
+    fn console_assets_are_open_its_data_is_not() {
+        // The page, its script and style sheet: open to reads, token or not, from anywhere.
+        for path in ["/ui", "/ui/app.js", "/ui/app.css"] {
+            for method in [Method::GET, Method::HEAD] {
+                assert_eq!(
+                    run(method.clone(), path, &[], "10.0.0.9", Some("t")),
+                    Ok(()),
+                    "{method} {path}"
+                );
+            }
+            // Not writes (no such route, but the guard must not wave them through).
+            assert_eq!(
+                run(Method::POST, path, &[], "10.0.0.9", Some("t")),
+                Err(Denial::Unauthorized),
+                "POST {path}"
+            );
+            assert_eq!(
+                run(Method::DELETE, path, &[], "10.0.0.9", None),
+                Err(Denial::Forbidden(LOOPBACK_ONLY)),
+                "DELETE {path}"
+            );
+        }
+        // Everything else stays behind the token: the console's data, near-miss spellings
+        // (the guard compares the raw path exactly), and every other admin read.
+        for path in [
+            "/ui/state",
+            "/ui/",
+            "/ui/state/",
+            "/UI",
+            "/ui/app.js/../../stats",
+            "/ui/app.jsx",
+            "/%75i/state",
+            "/ui%2Fstate",
+            "/uix",
+            "/stats",
+            "/backends",
+            "/config",
+            "/reloads",
+            "/explain",
+            "/metrics",
+            "/v1/services",
+            "/",
+        ] {
+            assert_eq!(
+                run(Method::GET, path, &[], "127.0.0.1", Some("t")),
+                Err(Denial::Unauthorized),
+                "GET {path}"
+            );
+        }
+        let bearer = [("authorization", "Bearer t")];
+        assert_eq!(
+            run(Method::GET, "/ui/state", &bearer, "10.0.0.9", Some("t")),
+            Ok(())
+        );
+        assert_eq!(
+            run(Method::GET, "/ui/state", &[], "10.0.0.9", None),
+            Ok(()),
+            "without a token reads are open, as for every admin read"
+        );
     }
 
     #[test]

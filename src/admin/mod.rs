@@ -8,6 +8,7 @@ mod explain;
 mod guard;
 mod reload;
 pub mod time;
+mod ui;
 
 use crate::proxy::errors::json_error;
 use actix::Addr;
@@ -54,7 +55,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AdminState, metrics_path:
         .route("/config", web::get().to(config))
         .route("/reload", web::post().to(reload::reload))
         .route("/reloads", web::get().to(reload::reloads))
-        .route("/explain", web::get().to(explain::explain_route));
+        .route("/explain", web::get().to(explain::explain_route))
+        .configure(ui::configure);
     if state.registry.is_some() {
         scope = scope.configure(registry::configure);
     }

@@ -33,7 +33,7 @@ pub(super) async fn reloads(s: web::Data<AdminState>) -> HttpResponse {
 
 /// `{time, trigger, result, error, generation, restart_required, diff}` (`diff` null for a
 /// failed reload).
-fn record_json(r: &LastReload) -> Value {
+pub(super) fn record_json(r: &LastReload) -> Value {
     json!({
         "time": time::system_time_rfc3339(r.time),
         "trigger": r.trigger,
