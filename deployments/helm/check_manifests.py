@@ -20,6 +20,10 @@ Checks (each failure is printed; exit 1 if any):
     /etc/gogate; GOGATE_ADMIN_TOKEN from a Secret (the chart's Secret has the key), and the
     token never in the ConfigMap; checksum/config present exactly with configReload=restart and
     equal to the config's sha256;
+  - cluster (shared state): the config's cluster block is the values' (none without a store);
+    no password in cluster.store; GOGATE_REDIS_PASSWORD from cluster.passwordSecret's Secret and
+    key (and only then); cluster.caFile on a Secret/ConfigMap mount outside /etc/gogate, from
+    cluster.ca; checksum/cluster-store exactly when a store is set;
   - the proxy Service carries no admin/metrics port; the admin Service is ClusterIP; every
     Service targetPort is a container port and every selector selects the pods;
   - HPA targets the Deployment; PDB selects the pods; the Ingress goes to the proxy Service's
@@ -46,6 +50,7 @@ CORE_KINDS = {
 CRD_KINDS = {"ServiceMonitor"}
 TLS_DIR = "/etc/gogate-tls"
 SNI_DIR = "/etc/gogate-tls-sni"
+REDIS_CA_DIR = "/etc/gogate-redis-ca"
 
 errors: list[str] = []
 
@@ -223,6 +228,53 @@ def main() -> int:
                       "GOGATE_ADMIN_TOKEN refers to a Secret/key the chart does not render")
     else:
         check("GOGATE_ADMIN_TOKEN" not in env, "GOGATE_ADMIN_TOKEN without adminToken")
+
+    # cluster: shared state through an existing Redis.
+    cv = values["cluster"]
+    cl = cfg.get("cluster")
+    redis_env = env.get("GOGATE_REDIS_PASSWORD")
+    if cv["store"]:
+        if check(isinstance(cl, dict), "cluster.store set but the config has no cluster block"):
+            for key in ("store", "keyPrefix", "registry", "rateLimit", "timeout", "onStoreDown"):
+                check(cl.get(key) == cv[key],
+                      f"config cluster.{key} {cl.get(key)!r} != values cluster.{key} {cv[key]!r}")
+            userinfo = cl["store"].split("://", 1)[-1].rpartition("@")[0]
+            check(":" not in userinfo or not userinfo.split(":", 1)[1],
+                  "a password in cluster.store (the ConfigMap)")
+        check(bool(annotations.get("checksum/cluster-store")),
+              "cluster.store set but no checksum/cluster-store annotation (a store change would not roll the pods)")
+    else:
+        check(not (cl or {}).get("store"), "a cluster.store in the config without values cluster.store")
+        check("checksum/cluster-store" not in annotations, "checksum/cluster-store without a store")
+    if cv["passwordSecret"]["name"]:
+        ref = ((redis_env or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        check(ref == {"name": cv["passwordSecret"]["name"], "key": cv["passwordSecret"]["key"]},
+              f"GOGATE_REDIS_PASSWORD is not from Secret {cv['passwordSecret']['name']} key {cv['passwordSecret']['key']}")
+    else:
+        check(redis_env is None, "GOGATE_REDIS_PASSWORD without cluster.passwordSecret")
+    ca_file = (cl or {}).get("caFile", "")
+    ca_src = cv["ca"]["secretName"] or cv["ca"]["configMapName"]
+    check(bool(ca_file) == bool(ca_src), f"cluster.caFile {ca_file!r} but values cluster.ca {cv['ca']!r}")
+    if ca_file:
+        d = str(pathlib.PurePosixPath(ca_file).parent)
+        check(d == REDIS_CA_DIR, f"cluster.caFile {ca_file} not under {REDIS_CA_DIR}")
+        check(cl["store"].startswith("rediss://"), "cluster.caFile with a store that is not rediss://")
+        # gogate validate sees a PEM file there (the test certificate stands in for the CA).
+        local = out / "redis-ca" / pathlib.PurePosixPath(ca_file).name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.tls_cert, local)
+        validate_text = validate_text.replace(ca_file, str(local))
+        (out / "config.validate.yaml").write_text(validate_text)
+        print("config.validate.yaml: cluster.caFile points at a test certificate")
+        mount = [m for m in ctr["volumeMounts"] if m["mountPath"] == d]
+        if check(len(mount) == 1, f"cluster.caFile {ca_file}: {d} is not a volume mount"):
+            vol = volumes[mount[0]["name"]]
+            if cv["ca"]["secretName"]:
+                check((vol.get("secret") or {}).get("secretName") == cv["ca"]["secretName"],
+                      f"cluster.caFile: {d} is not Secret {cv['ca']['secretName']}")
+            else:
+                check((vol.get("configMap") or {}).get("name") == cv["ca"]["configMapName"],
+                      f"cluster.caFile: {d} is not ConfigMap {cv['ca']['configMapName']}")
 
     # configReload.
     digest = hashlib.sha256(text.rstrip("\n").encode()).hexdigest()

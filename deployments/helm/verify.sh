@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Verifies the Helm chart deployments/helm/gogate offline, with Helm's own code:
 #   1. helm lint (strict) with the default values and with each case below;
-#   2. helm template (render) of each case: the default values, every examples/*.yaml, and a few
-#      --set/--set-file cases (restart mode with the chart's token Secret and the registry on
-#      two replicas; TLS with an SNI certificate and config/examples/production.yaml as rawConfig);
+#   2. helm template (render) of each case: the default values, every examples/*.yaml (among them
+#      cluster-values.yaml: shared state through cluster.store), and a few --set/--set-file cases
+#      (restart mode with the chart's token Secret and the registry on two replicas; TLS with an
+#      SNI certificate and config/examples/production.yaml as rawConfig; a rediss:// store with a
+#      CA from a Secret, a local-scope server.rateLimit and the registry not shared);
 #   3. the chart's contract on each rendering (check_manifests.py: probes, mounts, security
 #      context, ports = config listeners, grace period > drain timeout, selectors, ...);
 #   4. the rendered built-in kinds against the Kubernetes JSON schemas (kubernetes-validate
@@ -12,7 +14,8 @@
 #      with check-jsonschema (strict: unknown fields are errors); any kind without a schema fails;
 #   5. the gogate config of each rendered ConfigMap with `gogate validate` (TLS paths pointing at
 #      the test certificates of config/examples/tls);
-#   6. NOTES.txt says what it must (the token warning, the per-pod state warnings);
+#   6. NOTES.txt says what it must (the token warning, what the pods share through cluster.store,
+#      the per-pod state warnings);
 #   7. values the chart must refuse fail the render, with the expected message;
 #   8. the validators themselves reject a broken manifest (so a pass means something).
 # Helm runs through helm-python-sdk: Helm's Go SDK compiled into a shared library inside the
@@ -92,6 +95,14 @@ must_refuse() {
   grep -F -- "$msg" "$work/refuse" | head -n 1 | cut -c 1-220
 }
 
+# refuse_quietly NAME MESSAGE SECRET ARGS...: must_refuse, and the output never shows SECRET.
+refuse_quietly() {
+  local name="$1" msg="$2" secret="$3"; shift 3
+  must_refuse "$name" "$msg" "$@" || return 1
+  if grep -qF -- "$secret" "$work/refuse"; then echo "the error shows the password"; return 1; fi
+  echo "(the error does not show the password)"
+}
+
 echo "==> $("$py" "$here/helm_sdk.py" version)"
 echo "==> kubernetes-validate $("$py" -m kubernetes_validate --version), Kubernetes $kube_versions;" \
      "$("$py" -m check_jsonschema --version); $("$GOGATE_BIN" version)"
@@ -102,6 +113,7 @@ for f in "$chart"/examples/*.yaml; do
   cases+=("$(basename "$f" .yaml)|-f $f")
 done
 cases+=("restart-token-registry|--set configReload=restart --set adminToken.value=not-a-real-token --set replicaCount=2 --set config.server.registry.enabled=true")
+cases+=("cluster-rediss-ca|--set cluster.store=rediss://redis.example:6380/1 --set cluster.ca.secretName=redis-ca --set cluster.registry=false --set cluster.onStoreDown=deny --set replicaCount=2 --set config.server.registry.enabled=true --set config.server.rateLimit.enabled=true --set backends[0].addr=web:8080")
 cases+=("tls-sni-rawconfig|--set tls.enabled=true --set tls.secretName=gogate-tls --set tls.extraCertificates[0].secretName=api-example-com --set-file rawConfig=config/examples/production.yaml")
 
 for c in "${cases[@]}"; do
@@ -132,7 +144,20 @@ echo "==> NOTES.txt"
 run "default NOTES: token warning, L4 off without backends" notes_has "$work/default/NOTES.txt" \
   "WARNING: no admin token is set" "tcp    off (no backends" "configReload=hot"
 run "original README override NOTES: replicas do not share state" notes_has \
-  "$work/original-readme-values/NOTES.txt" "the pods do NOT share state yet" "Autoscaling from 2 to 10 pods"
+  "$work/original-readme-values/NOTES.txt" "the pods do NOT share state (cluster.store is not set)" \
+  "Autoscaling from 2 to 10 pods" "L4" "connection limits stay per pod"
+run "cluster example NOTES: registry and the global limit shared, L4 per pod" notes_has \
+  "$work/cluster-values/NOTES.txt" "the pods share state through cluster.store" \
+  "redis://redis-master.redis.svc:6379/0" "password from Secret gogate-redis, key password" \
+  "registry     shared" "scope: global, counted across all pods: route api" \
+  "L4 connection limits stay per pod"
+run "cluster example: no per-pod warnings" bash -c \
+  "! grep -n 'WARNING: rate limits are per pod\|WARNING: server.registry' '$work/cluster-values/NOTES.txt'"
+run "rediss store, registry not shared, local server.rateLimit: their warnings" notes_has \
+  "$work/cluster-rediss-ca/NOTES.txt" "CA from redis-ca" "registry     NOT shared" \
+  "WARNING: server.registry is enabled but not shared (cluster.registry=false)" \
+  "WARNING: rate limits are per pod (server.rateLimit)" "give them scope: global" \
+  "(server.rateLimit on L4 connections)" "limits answer 503 (onStoreDown=deny)"
 run "production NOTES: per-pod rate limit warning, token from the Secret" notes_has \
   "$work/production-values/NOTES.txt" "WARNING: rate limits are per pod (route api)" \
   "get secret gogate-admin-token"
@@ -153,6 +178,18 @@ run "refuses a listener address the chart owns" must_refuse x \
 run "refuses TLS without a Secret" must_refuse x "tls.enabled needs tls.secretName" --set tls.enabled=true
 run "refuses backends set twice" must_refuse x "backends and config.server.backends are both set" \
   --set 'backends[0].addr=a:1' --set 'config.server.backends[0].addr=b:1'
+run "refuses a password in cluster.store (it would be in the ConfigMap)" refuse_quietly \
+  "use cluster.passwordSecret" "would put the password in the ConfigMap" hunter2 \
+  --set cluster.store=redis://gogate:hunter2@redis:6379/0
+run "refuses cluster.passwordSecret without cluster.store" must_refuse x \
+  "cluster.passwordSecret needs cluster.store" --set cluster.passwordSecret.name=gogate-redis
+run "refuses cluster.ca with a redis:// (not TLS) store" must_refuse x \
+  "cluster.ca needs a rediss:// (TLS) cluster.store" --set cluster.store=redis://redis:6379/0 \
+  --set cluster.ca.secretName=redis-ca
+run "refuses config.cluster.store (the chart owns the cluster block)" must_refuse x \
+  "the chart sets it to \"\" from cluster.store" --set config.cluster.store=redis://redis:6379/0
+run "refuses a cluster.onStoreDown typo (values.schema.json)" must_refuse x \
+  "at '/cluster/onStoreDown': value must be one of 'local', 'deny'" --set cluster.onStoreDown=fallback
 run "refuses the admin API off (the probes need it)" must_refuse x \
   "config.server.admin.enabled must stay true" --set config.server.admin.enabled=false
 

@@ -77,6 +77,58 @@ app.kubernetes.io/part-of: gogate
 {{- define "gogate.tlsDir" -}}/etc/gogate-tls{{- end }}
 {{- define "gogate.sniDir" -}}/etc/gogate-tls-sni{{- end }}
 
+{{/* Where the Redis CA (cluster.ca) is mounted: outside /etc/gogate (the config volume). */}}
+{{- define "gogate.redisCaDir" -}}/etc/gogate-redis-ca{{- end }}
+
+{{/*
+gogate.redisCaFile: cluster.caFile of the rendered config ("" without cluster.ca); refuses the
+cluster values that cannot work (a password in cluster.store, a CA without rediss://, ...).
+*/}}
+{{- define "gogate.redisCaFile" -}}
+{{- $c := .Values.cluster }}
+{{- $rest := regexReplaceAll "^[a-z]+://" $c.store "" }}
+{{- if contains "@" $rest }}
+{{- $userinfo := regexReplaceAll "@[^@]*$" $rest "" }}
+{{- if and (contains ":" $userinfo) (ne (regexReplaceAll "^[^:]*:" $userinfo "") "") }}
+{{- fail "cluster.store has a password in its URL, which would put the password in the ConfigMap (and in the release's values): remove it from the URL, store it in a Secret (kubectl create secret generic gogate-redis --from-literal=password=...) and set cluster.passwordSecret.name=gogate-redis (key: cluster.passwordSecret.key, default password)" }}
+{{- end }}
+{{- end }}
+{{- if and $c.passwordSecret.name (not $c.store) }}
+{{- fail "cluster.passwordSecret needs cluster.store: the password is for the Redis given there" }}
+{{- end }}
+{{- if and $c.passwordSecret.name (not $c.passwordSecret.key) }}
+{{- fail "cluster.passwordSecret.key must name the password's key in the Secret" }}
+{{- end }}
+{{- if $c.passwordSecret.name }}
+{{- range .Values.extraEnv }}
+{{- if eq (toString .name) "GOGATE_REDIS_PASSWORD" }}
+{{- fail "GOGATE_REDIS_PASSWORD is in extraEnv and cluster.passwordSecret is set; keep cluster.passwordSecret" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and $c.ca.secretName $c.ca.configMapName }}
+{{- fail "cluster.ca: set secretName or configMapName, not both" }}
+{{- end }}
+{{- if or $c.ca.secretName $c.ca.configMapName }}
+{{- if not (hasPrefix "rediss://" $c.store) }}
+{{- fail "cluster.ca needs a rediss:// (TLS) cluster.store: a CA verifies the Redis server's certificate" }}
+{{- end }}
+{{- if not $c.ca.key }}{{ fail "cluster.ca.key must name the CA file's key in the Secret or ConfigMap" }}{{ end }}
+{{- printf "%s/%s" (include "gogate.redisCaDir" .) $c.ca.key }}
+{{- end }}
+{{- end }}
+
+{{/*
+gogate.clusterStoreChecksum: the cluster settings gogate reads at start only (store, keyPrefix,
+registry): a pod-template annotation, so changing them rolls the pods. "" without a store.
+*/}}
+{{- define "gogate.clusterStoreChecksum" -}}
+{{- $c := .Values.cluster }}
+{{- if $c.store }}
+{{- printf "%s|%s|%v" $c.store $c.keyPrefix $c.registry | sha256sum }}
+{{- end }}
+{{- end }}
+
 {{/*
 gogate.canonical: moves a snake_case alias of a config key (gogate accepts both spellings) to the
 camelCase key, so the chart's checks and settings see one key.
@@ -149,6 +201,28 @@ Other templates read it back with `include "gogate.configYaml" . | fromYaml`.
 {{- fail "backends and config.server.backends are both set; set one of them" }}
 {{- end }}
 {{- $_ := set $server "backends" $v.backends }}
+{{- end }}
+
+{{- /* cluster: shared state through an existing Redis, from the values cluster.* */}}
+{{- $c := $v.cluster }}
+{{- $caFile := include "gogate.redisCaFile" . }}
+{{- if or $c.store (hasKey $cfg "cluster") }}
+{{- include "gogate.ensureMap" (dict "map" $cfg "key" "cluster" "path" "config") }}
+{{- $cl := get $cfg "cluster" }}
+{{- include "gogate.canonical" (dict "map" $cl "key" "keyPrefix" "aliases" (list "key_prefix") "path" "cluster") }}
+{{- include "gogate.canonical" (dict "map" $cl "key" "rateLimit" "aliases" (list "rate_limit") "path" "cluster") }}
+{{- include "gogate.canonical" (dict "map" $cl "key" "onStoreDown" "aliases" (list "on_store_down") "path" "cluster") }}
+{{- include "gogate.canonical" (dict "map" $cl "key" "caFile" "aliases" (list "ca_file") "path" "cluster") }}
+{{- include "gogate.manage" (dict "map" $cl "key" "store" "want" $c.store "path" "cluster" "hint" "cluster.store") }}
+{{- if $c.store }}
+{{- include "gogate.manage" (dict "map" $cl "key" "keyPrefix" "want" $c.keyPrefix "path" "cluster" "hint" "cluster.keyPrefix") }}
+{{- include "gogate.manage" (dict "map" $cl "key" "registry" "want" $c.registry "path" "cluster" "hint" "cluster.registry") }}
+{{- include "gogate.manage" (dict "map" $cl "key" "rateLimit" "want" $c.rateLimit "path" "cluster" "hint" "cluster.rateLimit") }}
+{{- include "gogate.manage" (dict "map" $cl "key" "timeout" "want" $c.timeout "path" "cluster" "hint" "cluster.timeout") }}
+{{- include "gogate.manage" (dict "map" $cl "key" "onStoreDown" "want" $c.onStoreDown "path" "cluster" "hint" "cluster.onStoreDown") }}
+{{- end }}
+{{- include "gogate.manage" (dict "map" $cl "key" "caFile" "want" $caFile "path" "cluster" "hint" "cluster.ca") }}
+{{- if not (get $cl "caFile") }}{{ $_ := unset $cl "caFile" }}{{ end }}
 {{- end }}
 
 {{- $registryOn := false }}
@@ -309,31 +383,47 @@ drain ends before the kubelet's SIGKILL.
 {{- end }}
 
 {{/*
-gogate.sharedStateWarnings: per-pod state that several replicas split, one line per feature
-("" when none: one replica, or neither the registry nor a rate limit is on).
+gogate.sharedState: what several replicas share and what each pod keeps, as YAML:
+  multi      more than one pod (replicaCount > 1 or autoscaling)
+  store      cluster.store ("" without one)
+  registry   off | shared | perPod (server.registry on, not through the store)
+  shared     the rate limits counted in the store (scope: global, cluster.rateLimit on)
+  perPod     the rate limits each pod counts alone (scope: local, or no store)
+  l4         server.rateLimit limits the L4 listener's connections (always per pod)
 */}}
-{{- define "gogate.sharedStateWarnings" -}}
-{{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}
+{{- define "gogate.sharedState" -}}
 {{- $cfg := include "gogate.configYaml" . | fromYaml }}
 {{- $server := get $cfg "server" }}
+{{- $c := .Values.cluster }}
 {{- $registry := get $server "registry" }}
+{{- $reg := "off" }}
 {{- if and (kindIs "map" $registry) (get $registry "enabled") }}
-registry
+{{- $reg = ternary "shared" "perPod" (and (ne $c.store "") $c.registry) }}
 {{- end }}
-{{- $limited := list }}
+{{- $sharing := and (ne $c.store "") $c.rateLimit }}
+{{- $shared := list }}
+{{- $perPod := list }}
+{{- $l4 := false }}
 {{- $rl := get $server "rateLimit" }}
 {{- if and (kindIs "map" $rl) (get $rl "enabled") }}
-{{- $limited = append $limited "server.rateLimit" }}
+{{- if and $sharing (eq (get $rl "scope" | default "local" | toString | trim | lower) "global") }}
+{{- $shared = append $shared "server.rateLimit" }}
+{{- else }}
+{{- $perPod = append $perPod "server.rateLimit" }}
+{{- end }}
+{{- $l4 = ne (toString (get $server "listenAddr")) "" }}
 {{- end }}
 {{- range (get $cfg "routes" | default list) }}
 {{- $r := . | default dict }}
 {{- $rrl := get $r "rateLimit" | default (get $r "rate_limit") }}
 {{- if and (kindIs "map" $rrl) (ne (toString (get $rrl "enabled")) "false") }}
-{{- $limited = append $limited (printf "route %s" (toString (get $r "name"))) }}
+{{- $name := printf "route %s" (toString (get $r "name")) }}
+{{- if and $sharing (eq (get $rrl "scope" | default "local" | toString | trim | lower) "global") }}
+{{- $shared = append $shared $name }}
+{{- else }}
+{{- $perPod = append $perPod $name }}
 {{- end }}
 {{- end }}
-{{- if $limited }}
-ratelimit {{ join ", " $limited }}
 {{- end }}
-{{- end }}
+{{- toYaml (dict "multi" (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) "store" $c.store "registry" $reg "shared" $shared "perPod" $perPod "l4" $l4) }}
 {{- end }}
