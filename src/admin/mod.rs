@@ -125,30 +125,30 @@ async fn stats(s: web::Data<AdminState>) -> HttpResponse {
     }))
 }
 
+/// One backend as `GET /backends` (and the console's state) shows it.
+pub(crate) fn backend_json(b: &gogate_actors::BackendState) -> Value {
+    let probe = b.probe_record();
+    json!({
+        "id": b.id,
+        "upstream": b.upstream,
+        "addr": b.addr,
+        "hostname": b.hostname().as_deref(),
+        "weight": b.weight(),
+        "healthy": b.healthy(),
+        "draining": b.draining(),
+        "circuit_breaker": b.breaker().as_str(),
+        "active_connections": b.active(),
+        "requests_total": b.requests_total(),
+        "failures_total": b.failures_total(),
+        "last_check": probe.last_check_unix_ms.map(time::rfc3339_ms),
+        "last_error": probe.last_error,
+        "source": b.source.as_str(),
+    })
+}
+
 async fn backends(s: web::Data<AdminState>) -> HttpResponse {
     let snap = s.cell.load();
-    let list: Vec<Value> = snap
-        .backends()
-        .map(|b| {
-            let probe = b.probe_record();
-            json!({
-                "id": b.id,
-                "upstream": b.upstream,
-                "addr": b.addr,
-                "hostname": b.hostname().as_deref(),
-                "weight": b.weight(),
-                "healthy": b.healthy(),
-                "draining": b.draining(),
-                "circuit_breaker": b.breaker().as_str(),
-                "active_connections": b.active(),
-                "requests_total": b.requests_total(),
-                "failures_total": b.failures_total(),
-                "last_check": probe.last_check_unix_ms.map(time::rfc3339_ms),
-                "last_error": probe.last_error,
-                "source": b.source.as_str(),
-            })
-        })
-        .collect();
+    let list: Vec<Value> = snap.backends().map(|b| backend_json(b)).collect();
     HttpResponse::Ok().json(list)
 }
 

@@ -118,23 +118,7 @@ fn upstream(snap: &GatewaySnapshot, u: &UpstreamSnapshot) -> Value {
     let backends: Vec<Value> = u
         .backends
         .iter()
-        .map(|b| {
-            let probe = b.probe_record();
-            json!({
-                "addr": b.addr,
-                "hostname": b.hostname().as_deref(),
-                "weight": b.weight(),
-                "healthy": b.healthy(),
-                "draining": b.draining(),
-                "circuit_breaker": b.breaker().as_str(),
-                "active_connections": b.active(),
-                "requests_total": b.requests_total(),
-                "failures_total": b.failures_total(),
-                "last_check": probe.last_check_unix_ms.map(time::rfc3339_ms),
-                "last_error": probe.last_error,
-                "source": b.source.as_str(),
-            })
-        })
+        .map(|b| super::super::backend_json(b))
         .collect();
     json!({
         "name": u.name,
