@@ -65,6 +65,12 @@ impl RegistryActor {
         self.shared.as_ref().and_then(|s| s.client.clone())
     }
 
+    /// The store client (made in `started`, so always there once messages are handled).
+    fn connected(&self) -> Result<Rc<SharedRegistry>, RegistryError> {
+        self.client()
+            .ok_or_else(|| RegistryError::Store("registry store not connected".into()))
+    }
+
     /// Connects (once; a restarted actor keeps its connection), subscribes to the change feed
     /// and arms the resync timer.
     pub(super) fn start_shared(&mut self, ctx: &mut Context<Self>) {
@@ -177,10 +183,9 @@ impl RegistryActor {
         &mut self,
         spec: ServiceSpec,
     ) -> ActorResponse<Self, Result<Registration, RegistryError>> {
-        let Some(client) = self.client() else {
-            return ActorResponse::reply(Err(RegistryError::Store(
-                "registry store not connected".into(),
-            )));
+        let client = match self.connected() {
+            Ok(c) => c,
+            Err(e) => return ActorResponse::reply(Err(e)),
         };
         let id = spec.id.clone().unwrap_or_else(generate_id);
         let ttl = spec.ttl.unwrap_or(self.store_mut().default_ttl());
@@ -245,10 +250,9 @@ impl RegistryActor {
         &mut self,
         id: String,
     ) -> ActorResponse<Self, Result<bool, RegistryError>> {
-        let Some(client) = self.client() else {
-            return ActorResponse::reply(Err(RegistryError::Store(
-                "registry store not connected".into(),
-            )));
+        let client = match self.connected() {
+            Ok(c) => c,
+            Err(e) => return ActorResponse::reply(Err(e)),
         };
         let fut = {
             let (client, id) = (Rc::clone(&client), id.clone());
@@ -286,10 +290,9 @@ impl RegistryActor {
         &mut self,
         id: String,
     ) -> ActorResponse<Self, Result<bool, RegistryError>> {
-        let Some(client) = self.client() else {
-            return ActorResponse::reply(Err(RegistryError::Store(
-                "registry store not connected".into(),
-            )));
+        let client = match self.connected() {
+            Ok(c) => c,
+            Err(e) => return ActorResponse::reply(Err(e)),
         };
         let fut = {
             let (client, id) = (Rc::clone(&client), id.clone());
