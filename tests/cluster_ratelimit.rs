@@ -169,3 +169,46 @@ async fn a_store_that_stops_answering_falls_back_as_configured_and_is_used_again
     local.stop().await;
     deny.stop().await;
 }
+
+/// A reload that takes the store out of the configuration closes the connections to it (the
+/// workers' and the monitor's), rather than leaving them reconnecting for ever.
+#[actix_rt::test]
+async fn a_reload_without_the_store_closes_its_connections() {
+    use common::config_file::*;
+    let redis = RedisServer::start();
+    let up = Upstream::new("up").start().await;
+    let dir = TempDir::new();
+    let file = dir.path("gogate.yaml");
+    let limit = "{rate: 1000, burst: 1000, keyBy: global, scope: global}";
+    write_config(&file, &yaml(&up.addr_str(), &redis.url(), limit, "deny"));
+    let gw = gateway_from_file(&file).await;
+    let clients = || {
+        redis
+            .cli(&["INFO", "clients"])
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .unwrap_or(-1)
+    };
+    assert_eq!(gw.get("/x").await.status, 200);
+    // The worker's connection and the monitor's (redis-cli itself is one more).
+    eventually("the gateway is connected to the store", || async {
+        clients() >= 3
+    })
+    .await;
+    let no_store = yaml(
+        &up.addr_str(),
+        "",
+        "{rate: 1000, burst: 1000, keyBy: global}",
+        "deny",
+    );
+    write_config(&file, &no_store);
+    assert_eq!(gw.admin_send("POST", "/reload").await.status, 200);
+    assert_eq!(gw.get("/x").await.status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while clients() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(clients(), 1, "only redis-cli is left connected");
+    gw.stop().await;
+}

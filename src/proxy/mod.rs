@@ -49,26 +49,41 @@ pub struct ProxyWorker {
     /// The JWTs this worker verified (`auth: jwt`): a repeated token skips the signature check.
     pub tokens: std::cell::RefCell<gogate_actors::auth::TokenCache>,
     /// This worker's connection to the cluster store, for `scope: global` limits: made at the
-    /// first such request, kept while reloads keep the same store.
-    store: std::cell::RefCell<Option<(Arc<StoreSettings>, Rc<GlobalBuckets>)>>,
+    /// first such request, kept while reloads keep the same store, dropped by the sweeper
+    /// once the published configuration names another store or none (its task then ends).
+    store: Rc<StoreSlot>,
 }
 
-/// How often a worker closes pooled connections that have been idle too long.
+/// A worker's cached store client and the settings it was made for.
+type StoreSlot = std::cell::RefCell<Option<(Arc<StoreSettings>, Rc<GlobalBuckets>)>>;
+
+/// How often a worker closes pooled connections that have been idle too long (and drops a
+/// store connection the configuration no longer names).
 const POOL_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ProxyWorker {
     /// Must be called on the worker's thread (it starts the worker's pool sweeper there).
     pub fn new(cell: SnapshotCell, stats: Arc<Stats>, log: Logger) -> Self {
         let pool = Rc::new(upstream::ConnPool::default());
-        let weak = Rc::downgrade(&pool);
+        let store: Rc<StoreSlot> = Rc::default();
+        let (weak, weak_store, sweep_cell) =
+            (Rc::downgrade(&pool), Rc::downgrade(&store), cell.clone());
         actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(POOL_SWEEP);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match weak.upgrade() {
-                    Some(pool) => pool.sweep(),
-                    None => return,
+                let (Some(pool), Some(store)) = (weak.upgrade(), weak_store.upgrade()) else {
+                    return;
+                };
+                pool.sweep();
+                let current = sweep_cell.load().store.clone();
+                let mut slot = store.borrow_mut();
+                let stale = slot
+                    .as_ref()
+                    .is_some_and(|(s, _)| !current.as_ref().is_some_and(|c| c.same_store(s)));
+                if stale {
+                    *slot = None;
                 }
             }
         });
@@ -79,7 +94,7 @@ impl ProxyWorker {
             pool,
             tls: false,
             tokens: Default::default(),
-            store: Default::default(),
+            store,
         }
     }
 
