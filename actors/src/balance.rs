@@ -3,7 +3,11 @@
 //!
 //! - `round_robin`: rotates over eligible backends, starting with the first.
 //! - `weighted_round_robin`: nginx's smooth weighted round robin, precomputed into one cycle at
-//!   snapshot build time (5:1:1 gives A A B A C A A); an atomic cursor walks it.
+//!   snapshot build time (5:1:1 gives A A B A C A A); an atomic cursor walks it. A slot whose
+//!   backend is ineligible goes to the eligible backends by a weighted rotation of its own
+//!   cursor, so their shares keep their weights and a pick costs at most two atomic increments
+//!   and one pass over the backends, however long the cycle (a drained 10,000:1 backend used
+//!   to make each pick walk up to 10,000 slots).
 //! - `least_connections`: fewest active requests; ties rotate.
 
 use gogate_config::LbAlgorithm;
@@ -18,12 +22,17 @@ const MAX_SCHEDULE: usize = 1 << 16;
 pub struct Balancer {
     kind: Kind,
     next: AtomicUsize,
+    /// Weighted only: the rotation that gives an ineligible backend's slots to eligible ones.
+    fallback: AtomicUsize,
 }
 
 #[derive(Debug)]
 enum Kind {
     RoundRobin,
-    Weighted { schedule: Vec<u32> },
+    Weighted {
+        schedule: Vec<u32>,
+        weights: Vec<u32>,
+    },
     LeastConnections,
 }
 
@@ -33,12 +42,14 @@ impl Balancer {
             LbAlgorithm::RoundRobin => Kind::RoundRobin,
             LbAlgorithm::WeightedRoundRobin => Kind::Weighted {
                 schedule: smooth_schedule(weights),
+                weights: weights.to_vec(),
             },
             LbAlgorithm::LeastConnections => Kind::LeastConnections,
         };
         Balancer {
             kind,
             next: AtomicUsize::new(0),
+            fallback: AtomicUsize::new(0),
         }
     }
 
@@ -51,9 +62,13 @@ impl Balancer {
         eligible: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> i64,
     ) -> Option<usize> {
-        self.walk(n, eligible, load, || {
-            self.next.fetch_add(1, Ordering::Relaxed)
-        })
+        self.walk(
+            n,
+            eligible,
+            load,
+            || self.next.fetch_add(1, Ordering::Relaxed),
+            || self.fallback.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     /// What [`pick`](Self::pick) would answer now, without moving the cursor (`/explain`).
@@ -63,22 +78,24 @@ impl Balancer {
         eligible: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> i64,
     ) -> Option<usize> {
-        let mut cursor = self.next.load(Ordering::Relaxed);
-        self.walk(n, eligible, load, move || {
-            cursor = cursor.wrapping_add(1);
-            cursor.wrapping_sub(1)
-        })
+        let (cursor, fallback) = (
+            self.next.load(Ordering::Relaxed),
+            self.fallback.load(Ordering::Relaxed),
+        );
+        self.walk(n, eligible, load, move || cursor, move || fallback)
     }
 
-    /// The choice itself; `tick` yields the cursor's next position (and, for a real pick,
-    /// advances the shared one), so a pick and a peek cannot disagree.
+    /// The choice itself; `tick` yields the cursor's position (and, for a real pick, advances
+    /// the shared one), `tick_fallback` likewise for the weighted fallback rotation, so a pick
+    /// and a peek cannot disagree.
     #[inline]
     fn walk(
         &self,
         n: usize,
         eligible: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> i64,
-        mut tick: impl FnMut() -> usize,
+        tick: impl FnOnce() -> usize,
+        tick_fallback: impl FnOnce() -> usize,
     ) -> Option<usize> {
         if n == 0 {
             return None;
@@ -88,13 +105,30 @@ impl Balancer {
                 let start = tick();
                 (0..n).map(|k| (start + k) % n).find(|&i| eligible(i))
             }
-            Kind::Weighted { schedule } => {
-                // A skipped (ineligible) slot consumes its turn, so the remaining backends keep
-                // their relative weights instead of the next one in line absorbing the share.
-                let len = schedule.len();
-                (0..len)
-                    .map(|_| schedule[tick() % len] as usize)
-                    .find(|&i| i < n && eligible(i))
+            Kind::Weighted { schedule, weights } => {
+                if schedule.is_empty() {
+                    return None;
+                }
+                let i = schedule[tick() % schedule.len()] as usize;
+                if i < n && eligible(i) {
+                    return Some(i);
+                }
+                // The slot's backend may not take it: the eligible backends share it by weight,
+                // in a rotation of its own, so over a cycle each still gets its weight's share.
+                let weight = |k: usize| u64::from(weights.get(k).copied().unwrap_or(0));
+                let total: u64 = (0..n).filter(|&k| eligible(k)).map(weight).sum();
+                if total == 0 {
+                    return None;
+                }
+                let mut point = tick_fallback() as u64 % total;
+                for k in (0..n).filter(|&k| eligible(k)) {
+                    let w = weight(k);
+                    if point < w {
+                        return Some(k);
+                    }
+                    point -= w;
+                }
+                None
             }
             Kind::LeastConnections => {
                 let start = tick();
@@ -203,6 +237,18 @@ mod tests {
         let got = picks(&b, 3, 300, |i| i != 0);
         assert_eq!(got.iter().filter(|&&i| i == 1).count(), 150);
         assert_eq!(got.iter().filter(|&&i| i == 2).count(), 150);
+    }
+
+    #[test]
+    fn an_ineligible_heavy_backend_s_slots_keep_the_others_weights() {
+        // One cycle of the 10,000:3:1 schedule with the heavy backend out: its 10,000 slots go
+        // to the others 3:1 by the fallback rotation, their own 3 + 1 slots directly.
+        let b = Balancer::new(LbAlgorithm::WeightedRoundRobin, &[10_000, 3, 1]);
+        let got = picks(&b, 3, 10_004, |i| i != 0);
+        assert_eq!(got.len(), 10_004);
+        assert_eq!(got.iter().filter(|&&i| i == 1).count(), 7_503);
+        assert_eq!(got.iter().filter(|&&i| i == 2).count(), 2_501);
+        assert_eq!(b.pick(3, |_| false, |_| 0), None);
     }
 
     #[test]
