@@ -26,6 +26,27 @@ async fn alternate(gws: &[&TestGateway], n: usize) -> Vec<u16> {
     out
 }
 
+/// Two replicas with route `api` limited by `limit` (`onStoreDown: deny`), each connected to the
+/// store, and the store emptied of what their warm-up took.
+async fn two_replicas(
+    redis: &RedisServer,
+    up: &RunningUpstream,
+    limit: &str,
+) -> (TestGateway, TestGateway) {
+    let a = gateway(&yaml(&up.addr_str(), &redis.url(), limit, "deny")).await;
+    let b = gateway(&yaml(&up.addr_str(), &redis.url(), limit, "deny")).await;
+    // With deny, a request made before a worker's connection is up is a 503, not a local
+    // token: wait for both connections.
+    for gw in [&a, &b] {
+        eventually("the replica's store connection is up", || async {
+            gw.get("/warm").await.status != 503
+        })
+        .await;
+    }
+    redis.cli(&["FLUSHALL"]);
+    (a, b)
+}
+
 fn count(statuses: &[u16], code: u16) -> usize {
     statuses.iter().filter(|s| **s == code).count()
 }
@@ -36,17 +57,7 @@ async fn two_replicas_share_one_bucket() {
     let up = Upstream::new("up").start().await;
     // Almost no refill: exactly `burst` requests pass in all.
     let limit = "{rate: 0.001, burst: 10, keyBy: global, scope: global}";
-    let a = gateway(&yaml(&up.addr_str(), &redis.url(), limit, "deny")).await;
-    let b = gateway(&yaml(&up.addr_str(), &redis.url(), limit, "deny")).await;
-    // onStoreDown: deny, so a request made before a worker's connection is up is a 503, not a
-    // local token: wait for both connections.
-    for gw in [&a, &b] {
-        eventually("the replica's store connection is up", || async {
-            gw.get("/warm").await.status != 503
-        })
-        .await;
-    }
-    redis.cli(&["FLUSHALL"]);
+    let (a, b) = two_replicas(&redis, &up, limit).await;
     let statuses = alternate(&[&a, &b], 30).await;
     assert_eq!(count(&statuses, 200), 10, "{statuses:?}");
     assert_eq!(count(&statuses, 429), 20, "{statuses:?}");
@@ -78,15 +89,7 @@ async fn a_rate_across_two_replicas_is_the_rate_not_twice_it() {
     let redis = RedisServer::start();
     let up = Upstream::new("up").start().await;
     let limit = "{rate: 20, burst: 20, keyBy: ip, scope: global}";
-    let a = gateway(&yaml(&up.addr_str(), &redis.url(), limit, "deny")).await;
-    let b = gateway(&yaml(&up.addr_str(), &redis.url(), limit, "deny")).await;
-    for gw in [&a, &b] {
-        eventually("the replica's store connection is up", || async {
-            gw.get("/warm").await.status != 503
-        })
-        .await;
-    }
-    redis.cli(&["FLUSHALL"]);
+    let (a, b) = two_replicas(&redis, &up, limit).await;
     // Four clients, two per replica, as fast as they can for 2 s.
     let started = std::time::Instant::now();
     let window = std::time::Duration::from_secs(2);
