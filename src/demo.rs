@@ -60,7 +60,9 @@ pub fn banner(
          \x20 curl localhost:{a}/backends        # admin API: backends and their state\n\
          \x20 curl localhost:{a}/stats           # admin API: counters and latency\n\
          \x20 curl -X POST localhost:{a}/backends/127.0.0.1:9001/drain   # take demo-1 out of rotation\n\
-         \x20 curl localhost:{m}/metrics         # Prometheus metrics\n\n\
+         \x20 curl localhost:{m}/metrics         # Prometheus metrics\n\
+         \x20 curl 'localhost:{a}/explain?path=/hello'   # where a request would go, and why\n\n\
+         Operator console: http://localhost:{a}/ui\n\n\
          Press Ctrl-C to stop.\n",
         h = port(http, 8081),
         t = port(tcp, 8080),
